@@ -1,0 +1,26 @@
+"""keras_adaptive: the adaptive-optimizer family for Keras 3, each convention explicit,
+the same numbers on TensorFlow, JAX and PyTorch."""
+
+from keras_adaptive.adadelta import AdaDelta
+from keras_adaptive.adagrad import AdaGrad
+from keras_adaptive.adam import Adam, AdamW
+from keras_adaptive.nadam import Nadam
+from keras_adaptive.optimizer import AdaptiveOptimizer
+from keras_adaptive.registry import OPTIMIZERS, get
+from keras_adaptive.rmsprop import RMSProp
+from keras_adaptive.sgd import SGD
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "OPTIMIZERS",
+    "AdaDelta",
+    "AdaGrad",
+    "Adam",
+    "AdamW",
+    "AdaptiveOptimizer",
+    "Nadam",
+    "RMSProp",
+    "SGD",
+    "get",
+]

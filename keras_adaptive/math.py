@@ -1,0 +1,54 @@
+"""The pieces the adaptive-optimizer family shares, each named after the math.
+
+Every function takes either Keras tensors/variables or a `MultiTensor` (a list of
+torch tensors that does arithmetic with one `torch._foreach_*` call per operation,
+see `keras_adaptive.backend.torch_multi_tensor`). Writing the update rules with
+these functions and Python operators is what lets one `update_step` serve both the
+portable per-variable path and PyTorch's multi-tensor path: the math lives once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keras import ops
+
+EPSILON_PLACEMENTS = ("inside", "outside")
+
+
+def _is_multi_tensor(x: Any) -> bool:
+    return getattr(x, "is_multi_tensor", False)
+
+
+def sqrt(x):
+    return x.sqrt() if _is_multi_tensor(x) else ops.sqrt(x)
+
+
+def square(x):
+    return x.square() if _is_multi_tensor(x) else ops.square(x)
+
+
+def maximum(x, y):
+    return x.maximum(y) if _is_multi_tensor(x) else ops.maximum(x, y)
+
+
+def ema(average, value, decay):
+    """Exponential moving average: `decay * average + (1 - decay) * value`."""
+    return decay * average + (1.0 - decay) * value
+
+
+def bias_correction(beta, step):
+    """`1 - beta^t`: the share of an EMA started at zero that is real signal after t steps."""
+    return 1.0 - ops.power(ops.cast(beta, step.dtype), step)
+
+
+def rms_denominator(second_moment, epsilon: float, placement: str):
+    """`sqrt(v + eps)` ("inside", Keras' RMSprop and AdaGrad) or `sqrt(v) + eps` ("outside", PyTorch, Adam's paper)."""
+    if placement == "inside":
+        return sqrt(second_moment + epsilon)
+    return sqrt(second_moment) + epsilon
+
+
+def nadam_momentum(beta_1: float, step, momentum_decay: float):
+    """Dozat's momentum schedule `mu_t = beta_1 * (1 - 0.5 * 0.96^(momentum_decay * t))`."""
+    return beta_1 * (1.0 - 0.5 * ops.power(ops.cast(0.96, step.dtype), step * momentum_decay))
