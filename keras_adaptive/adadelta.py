@@ -90,5 +90,9 @@ class AdaDelta(AdaptiveOptimizer):
         self.assign(s, ema(s, square(delta), self.rho))  # (4)
         self.assign_add(variable, alpha * delta)  # (5)
 
+    def effective_learning_rate(self, variable):
+        r, s = self.slots(variable, "second_moment", "delta_second_moment")
+        return ops.cast(self.learning_rate, variable.dtype) * sqrt(s + self.epsilon) / sqrt(r + self.epsilon)
+
     def get_config(self) -> dict:
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon, "momentum": self.momentum}

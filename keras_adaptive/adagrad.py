@@ -80,6 +80,10 @@ class AdaGrad(AdaptiveOptimizer):
         self.assign_add(r, square(gradient))  # (1)
         self.assign_sub(variable, alpha * gradient / rms_denominator(r, self.epsilon, self.epsilon_placement))  # (2)
 
+    def effective_learning_rate(self, variable):
+        (r,) = self.slots(variable, "accumulator")
+        return ops.cast(self.learning_rate, variable.dtype) / rms_denominator(r, self.epsilon, self.epsilon_placement)
+
     def get_config(self) -> dict:
         return {
             **super().get_config(),

@@ -109,6 +109,16 @@ class Adam(AdaptiveOptimizer):
             v_hat = v / ops.cast(bias_correction(self.beta_2, t), variable.dtype)  # (4)
         self.assign_sub(variable, alpha * m_hat / rms_denominator(v_hat, self.epsilon, self.epsilon_placement))  # (5)
 
+    def effective_learning_rate(self, variable):
+        names = ("max_second_moment",) if self.amsgrad else ("second_moment",)
+        (v,) = self.slots(variable, *names)
+        alpha = ops.cast(self.learning_rate, variable.dtype)
+        if self.bias_correction:
+            t = self.step_count()
+            alpha = alpha / ops.cast(bias_correction(self.beta_1, t), variable.dtype)
+            v = v / ops.cast(bias_correction(self.beta_2, t), variable.dtype)
+        return alpha / rms_denominator(v, self.epsilon, self.epsilon_placement)
+
     def get_config(self) -> dict:
         return {
             **super().get_config(),

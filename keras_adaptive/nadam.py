@@ -103,6 +103,11 @@ class Nadam(AdaptiveOptimizer):
         nesterov_moment = gradient_weight * gradient + moment_weight * m
         self.assign_sub(variable, alpha * nesterov_moment / rms_denominator(v_hat, self.epsilon, "outside"))  # (4)
 
+    def effective_learning_rate(self, variable):
+        (v,) = self.slots(variable, "second_moment")
+        v_hat = v / ops.cast(bias_correction(self.beta_2, self.step_count()), variable.dtype)
+        return ops.cast(self.learning_rate, variable.dtype) / rms_denominator(v_hat, self.epsilon, "outside")
+
     def get_config(self) -> dict:
         return {
             **super().get_config(),

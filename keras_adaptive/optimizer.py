@@ -81,6 +81,18 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         `0.999^t`; cast what is computed from it to the weights' dtype."""
         return ops.cast(self.iterations + 1, "float32")
 
+    # --- monitoring ----------------------------------------------------------------
+
+    def effective_learning_rate(self, variable: Any):
+        """The per-weight step size this optimizer would apply next, as a tensor shaped like `variable`.
+
+        It is the factor that multiplies the update direction (the gradient, or the
+        momentum/first moment): `alpha` for SGD, `alpha / sqrt(r + eps)` for AdaGrad,
+        `alpha / (1 - beta_1^t) / (sqrt(v_hat) + eps)` for Adam, and so on. Read from the
+        optimizer's current state; call it after at least one step.
+        """
+        return ops.full(variable.shape, ops.cast(self.learning_rate, variable.dtype))
+
     # --- dispatch ------------------------------------------------------------------
 
     def _backend_update_step(self, grads: list, trainable_variables: list, learning_rate: Any) -> None:

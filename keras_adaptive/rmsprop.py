@@ -105,6 +105,14 @@ class RMSProp(AdaptiveOptimizer):
             u = b
         self.assign_sub(variable, alpha * u)  # (6)
 
+    def effective_learning_rate(self, variable):
+        (r,) = self.slots(variable, "second_moment")
+        d = r
+        if self.centered:
+            (a,) = self.slots(variable, "first_moment")
+            d = r - square(a)
+        return ops.cast(self.learning_rate, variable.dtype) / rms_denominator(d, self.epsilon, self.epsilon_placement)
+
     def get_config(self) -> dict:
         return {
             **super().get_config(),
