@@ -9,6 +9,7 @@ from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.registry import OPTIMIZERS, get
 from keras_adaptive.rmsprop import RMSProp
 from keras_adaptive.sgd import SGD
+from keras_adaptive import callbacks, schedules
 
 __version__ = "0.1.0"
 
@@ -22,5 +23,7 @@ __all__ = [
     "Nadam",
     "RMSProp",
     "SGD",
+    "callbacks",
     "get",
+    "schedules",
 ]
