@@ -59,7 +59,7 @@ class SGD(AdaptiveOptimizer):
         check_unit_interval("momentum", momentum)
         check_bool("nesterov", nesterov)
         if nesterov and momentum == 0:
-            raise ValueError("Argument `nesterov=True` needs `momentum` in (0, 1), got momentum=0.")
+            raise ValueError("Argument `nesterov` is True, which needs `momentum` in (0, 1); got momentum=0.")
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.momentum = momentum
         self.nesterov = nesterov

@@ -1,0 +1,78 @@
+"""PyTorch's multi-tensor path gives the numbers of the portable per-variable path, on every case.
+
+The multi-tensor path exists only on the torch backend (on TensorFlow and JAX the compiler
+fuses the per-variable update), so these tests run in the torch process of the suite.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from tests.cases import CASE_IDS, CASES
+from tests.problem import make_problem, run_keras
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch",
+                                reason="the multi-tensor path is the torch backend's; other backends run the portable path")
+
+RTOL, ATOL = 1e-6, 1e-7
+
+
+def _assert_same(fast, portable):
+    (fast_w, fast_s), (port_w, port_s) = fast, portable
+    for i in range(len(port_w)):
+        np.testing.assert_allclose(fast_w[i], port_w[i], rtol=RTOL, atol=ATOL, err_msg=f"weight {i}")
+        assert fast_s[i].keys() == port_s[i].keys()
+        for name in port_s[i]:
+            np.testing.assert_allclose(fast_s[i][name], port_s[i][name], rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_multi_tensor_equals_portable(case):
+    problem = make_problem(steps=25)
+    _assert_same(run_keras(case.make(multi_tensor=True), problem), run_keras(case.make(multi_tensor=False), problem))
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_multi_tensor_equals_portable_with_schedule_clipping_and_accumulation(case):
+    schedule = keras.optimizers.schedules.ExponentialDecay(case.kwargs["learning_rate"], 4, 0.7)
+    extra = dict(learning_rate=schedule, clipnorm=2.0, gradient_accumulation_steps=2, weight_decay=0.01)
+    problem = make_problem(steps=12)
+    _assert_same(run_keras(case.make(multi_tensor=True, **extra), problem),
+                 run_keras(case.make(multi_tensor=False, **extra), problem))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_multi_tensor_groups_mixed_dtypes(dtype):
+    """Weights of two dtypes in one model: each dtype group gets its own multi-tensor step."""
+    from tests.cases import BY_ID
+
+    case = BY_ID["adam-amsgrad"]
+    problem = make_problem(steps=10)
+    results = []
+    for multi in (True, False):
+        optimizer = case.make(multi_tensor=multi)
+        variables = [keras.Variable(w, dtype="float32" if i % 2 else dtype) for i, w in enumerate(problem.weights)]
+        for grads in problem.grads:
+            optimizer.apply([keras.ops.convert_to_tensor(g, dtype=v.dtype) for g, v in zip(grads, variables)], variables)
+        results.append([np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(v, "float32"))) for v in variables])
+    # The two paths may round differently in half precision (the portable one goes through
+    # keras.ops): allow a unit in the last place of the half-precision dtype.
+    ulp = {"float16": 2.0**-10, "bfloat16": 2.0**-7}[dtype]
+    for fast, portable in zip(*results):
+        np.testing.assert_allclose(fast, portable, rtol=ulp, atol=ulp * 1e-2)
+
+
+def test_multi_tensor_path_is_taken(monkeypatch):
+    """One update_step per dtype group, not one per variable."""
+    from tests.cases import BY_ID
+
+    calls = []
+    case = BY_ID["adam"]
+    original = case.cls.update_step
+    monkeypatch.setattr(case.cls, "update_step", lambda self, *a: calls.append(1) or original(self, *a))
+    problem = make_problem(steps=2)
+    run_keras(case.make(multi_tensor=True), problem)
+    assert len(calls) == 2
+    calls.clear()
+    run_keras(case.make(multi_tensor=False), problem)
+    assert len(calls) == 2 * len(problem.weights)
