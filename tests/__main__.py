@@ -1,0 +1,69 @@
+"""Run the test suite once per Keras backend, each in its own process: `python -m tests`.
+
+Keras fixes its backend at import, so `KERAS_BACKEND` is set per pytest process.
+Extra arguments go to pytest (`python -m tests -x -k adam`); `--backends jax,torch`
+picks backends. Prints one summary line per backend and a total, and exits non-zero
+if any backend failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _counts(junit_path: str) -> dict:
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    if not os.path.exists(junit_path):
+        return counts
+    root = ET.parse(junit_path).getroot()
+    for suite in root.iter("testsuite"):
+        for key in counts:
+            counts[key] += int(suite.get(key, 0))
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests", description=__doc__)
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated, default all three")
+    args, pytest_args = parser.parse_known_args(argv)
+    backends = [b for b in args.backends.split(",") if b]
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown backend(s) {sorted(unknown)}; choose from {BACKENDS}")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in backends:
+            junit = os.path.join(tmp, f"{backend}.xml")
+            env = dict(os.environ, KERAS_BACKEND=backend)
+            print(f"\n===== KERAS_BACKEND={backend} =====", flush=True)
+            start = time.time()
+            code = subprocess.call([sys.executable, "-m", "pytest", "tests", f"--junitxml={junit}", *pytest_args],
+                                   cwd=root, env=env)
+            results.append((backend, code, _counts(junit), time.time() - start))
+    print("\n===== summary =====")
+    total = {"passed": 0, "failed": 0, "skipped": 0}
+    for backend, code, c, seconds in results:
+        failed = c["failures"] + c["errors"]
+        passed = c["tests"] - failed - c["skipped"]
+        total["passed"] += passed
+        total["failed"] += failed
+        total["skipped"] += c["skipped"]
+        print(f"{backend:>10}: {passed} passed, {failed} failed, {c['skipped']} skipped in {seconds:.0f} s (exit {code})")
+    ok = all(code == 0 for _, code, _, _ in results)
+    if not ok and total["failed"] == 0:
+        total["failed"] = 1  # pytest failed without a test failure (collection error, no tests run)
+    print(f"total: {total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
