@@ -1,0 +1,254 @@
+"""The worker: one process per run, on one backend, training every optimizer of the run.
+
+`run(config, queue, stop)` is the process target. It sets `KERAS_BACKEND` before keras
+is first imported (this module imports keras only inside functions), builds one model
+per optimizer from the same NumPy initial weights, and interleaves their steps on the
+same batches in the same order. It reports through `queue` with plain dicts:
+
+    {"type": "ready", "backend", "keras", "startup_s"}
+    {"type": "steps", "rows": [{"series", "step", "time", "loss", "lr", "x", "y"}, ...]}
+        (per-step batch loss; "time" is that optimizer's own cumulated step time;
+         "lr" the median effective learning rate, or None; "x", "y" only for 2-D tasks)
+    {"type": "epoch", "series", "epoch", "step", "val_loss", "val_acc"}
+    {"type": "diverged", "series", "step", "loss"}
+    {"type": "finished", "stopped": bool}
+    {"type": "error", "message", "traceback"}
+
+`series` is the index of the optimizer in `config["optimizers"]`. `stop` is an Event;
+the parent also terminates the process, which is always safe here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from typing import Any, Callable
+
+import numpy as np
+
+FLUSH_SECONDS = 0.2
+EFFECTIVE_LR_POINTS = 200  # effective learning rate sampled about this many times per run
+
+
+def run(config: dict, queue: Any, stop: Any) -> None:
+    os.environ["KERAS_BACKEND"] = config["backend"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        _Trainer(config, queue.put, stop.is_set).run()
+    except BaseException as error:  # reported, then the process ends
+        queue.put({"type": "error", "message": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
+
+
+class _Trainer:
+    def __init__(self, config: dict, send: Callable[[dict], None], stopped: Callable[[], bool]) -> None:
+        self.config = config
+        self.send = send
+        self.stopped = stopped
+        self.rows: list[dict] = []
+        self.last_flush = time.perf_counter()
+
+    def flush(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if self.rows and (force or now - self.last_flush >= FLUSH_SECONDS):
+            self.send({"type": "steps", "rows": self.rows})
+            self.rows = []
+            self.last_flush = now
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        import keras
+
+        from keras_adaptive_gui import hyperparams, tasks
+
+        c = self.config
+        if keras.backend.backend() != c["backend"]:
+            raise RuntimeError(
+                f"keras was imported with the {keras.backend.backend()} backend before KERAS_BACKEND was set "
+                f"to {c['backend']}; start workers through keras_adaptive_gui.engine."
+            )
+        keras.utils.set_random_seed(c["seed"])
+        self.optimizers = [hyperparams.make(o["key"], o["kwargs"]) for o in c["optimizers"]]
+        kind = tasks.TASKS[c["task"]].kind
+        total = c["steps_2d"] if kind == "2d" else c["epochs"] * c["steps_per_epoch"]
+        self.lr_every = max(1, total // EFFECTIVE_LR_POINTS)
+        if kind == "2d":
+            self.prepare_2d()
+        else:
+            self.prepare_model(kind)
+        self.send(
+            {
+                "type": "ready",
+                "backend": keras.backend.backend(),
+                "keras": keras.__version__,
+                "startup_s": time.perf_counter() - started,
+            }
+        )
+        stopped = self.train_2d() if kind == "2d" else self.train_model(kind)
+        self.flush(force=True)
+        self.send({"type": "finished", "stopped": stopped})
+
+    # --- effective learning rate ---------------------------------------------------
+
+    def effective_lr(self, optimizer: Any, variables: list) -> Any:
+        if not hasattr(optimizer, "effective_learning_rate"):
+            return None  # Keras' built-ins do not expose it
+        from keras import ops
+
+        values = [np.ravel(ops.convert_to_numpy(optimizer.effective_learning_rate(v))) for v in variables]
+        value = float(np.median(np.concatenate(values)))
+        return value if math.isfinite(value) else None
+
+    # --- models ----------------------------------------------------------------------
+
+    def prepare_model(self, kind: str) -> None:
+        from keras_adaptive_gui import tasks
+
+        c = self.config
+        if c["task"] == "adding":
+            self.data = tasks.adding_data(c["seq_len"], c["seed"])
+        else:
+            self.data = tasks.mnist_data(c["task"], c["mnist_path"])
+        self.order = tasks.batch_order(
+            len(self.data.x_train), c["batch_size"], c["steps_per_epoch"], c["epochs"], c["seed"]
+        )
+        self.models = []
+        start = None
+        for optimizer in self.optimizers:
+            model = tasks.build_model(c["task"], c.get("cell", "LSTM"), c.get("seq_len", 30))
+            if start is None:
+                start = tasks.initial_weights(model.weights, c["seed"])
+            model.set_weights(start)
+            model.compile(optimizer=optimizer, loss=tasks.loss_for(c["task"]))
+            self.models.append(model)
+
+    def evaluate(self, model: Any, kind: str) -> tuple[float, float]:
+        out = np.asarray(model.predict_on_batch(self.data.x_val), dtype="float64")
+        y = self.data.y_val
+        if kind == "classify":
+            shifted = out - out.max(axis=1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            loss = float(-log_probs[np.arange(len(y)), y].mean())
+            accuracy = float((out.argmax(axis=1) == y).mean())
+        else:
+            loss = float(np.mean((out - y) ** 2))
+            accuracy = float(np.mean(np.abs(out - y) < 0.04))
+        return loss, accuracy
+
+    def train_model(self, kind: str) -> bool:
+        alive = [True] * len(self.models)
+        own_time = [0.0] * len(self.models)
+        step = 0
+        for epoch in range(self.config["epochs"]):
+            for indices in self.order[epoch]:
+                step += 1
+                x, y = self.data.x_train[indices], self.data.y_train[indices]
+                for i, model in enumerate(self.models):
+                    if not alive[i]:
+                        continue
+                    t0 = time.perf_counter()
+                    loss = float(np.asarray(model.train_on_batch(x, y)).reshape(-1)[0])
+                    own_time[i] += time.perf_counter() - t0
+                    lr = None
+                    if step == 1 or step % self.lr_every == 0:
+                        lr = self.effective_lr(self.optimizers[i], model.trainable_variables)
+                    self.rows.append({"series": i, "step": step, "time": own_time[i], "loss": loss, "lr": lr})
+                    if not math.isfinite(loss):
+                        alive[i] = False
+                        self.flush(force=True)
+                        self.send({"type": "diverged", "series": i, "step": step, "loss": loss})
+                self.flush()
+                if self.stopped():
+                    return True
+                if not any(alive):
+                    return False
+            for i, model in enumerate(self.models):
+                if alive[i]:
+                    val_loss, val_acc = self.evaluate(model, kind)
+                    self.flush(force=True)
+                    self.send(
+                        {"type": "epoch", "series": i, "epoch": epoch + 1, "step": step, "val_loss": val_loss, "val_acc": val_acc}
+                    )
+        return False
+
+    # --- 2-D functions ---------------------------------------------------------------
+
+    def prepare_2d(self) -> None:
+        import keras
+
+        from keras_adaptive_gui import tasks
+
+        self.function = tasks.FUNCTIONS_2D[self.config["task"]]
+        self.points = [keras.Variable(np.array(self.function.start, dtype="float32"), name="xy") for _ in self.optimizers]
+        for optimizer, point in zip(self.optimizers, self.points):
+            optimizer.build([point])
+        self.value_and_grad = _value_and_grad_fn(self.function.f)
+
+    def train_2d(self) -> bool:
+        alive = [True] * len(self.optimizers)
+        own_time = [0.0] * len(self.optimizers)
+        for i, point in enumerate(self.points):
+            x, y = (float(v) for v in np.asarray(point.numpy() if hasattr(point, "numpy") else point))
+            self.rows.append({"series": i, "step": 0, "time": 0.0, "loss": float(self.function.f(x, y)), "lr": None, "x": x, "y": y})
+        for step in range(1, self.config["steps_2d"] + 1):
+            for i, (optimizer, point) in enumerate(zip(self.optimizers, self.points)):
+                if not alive[i]:
+                    continue
+                t0 = time.perf_counter()
+                _, grad = self.value_and_grad(point)
+                optimizer.apply_gradients([(grad, point)])
+                own_time[i] += time.perf_counter() - t0
+                from keras import ops
+
+                x, y = (float(v) for v in ops.convert_to_numpy(point.value))
+                loss = float(self.function.f(np.float64(x), np.float64(y)))
+                lr = self.effective_lr(optimizer, [point]) if step == 1 or step % self.lr_every == 0 else None
+                self.rows.append({"series": i, "step": step, "time": own_time[i], "loss": loss, "lr": lr, "x": x, "y": y})
+                if not (math.isfinite(loss) and abs(x) < 1e6 and abs(y) < 1e6):
+                    alive[i] = False
+                    self.flush(force=True)
+                    self.send({"type": "diverged", "series": i, "step": step, "loss": loss})
+            self.flush()
+            if self.stopped():
+                return True
+            if not any(alive):
+                return False
+        return False
+
+
+def _value_and_grad_fn(f: Callable) -> Callable:
+    """f(x, y) and its gradient at a keras.Variable of shape (2,), computed by the backend."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def value_and_grad(point):
+            w = point.value
+            with tf.GradientTape() as tape:
+                tape.watch(w)
+                value = f(w[0], w[1])
+            return value, tape.gradient(value, w)
+
+    elif backend == "jax":
+        import jax
+
+        grad_fn = jax.jit(jax.value_and_grad(lambda w: f(w[0], w[1])))
+
+        def value_and_grad(point):
+            return grad_fn(point.value)
+
+    elif backend == "torch":
+        import torch
+
+        def value_and_grad(point):
+            w = point.value.detach().clone().requires_grad_(True)
+            value = f(w[0], w[1])
+            (grad,) = torch.autograd.grad(value, w)
+            return value.detach(), grad
+
+    else:
+        raise ValueError(f"Backend {backend!r} is not supported for the 2-D functions.")
+    return value_and_grad
