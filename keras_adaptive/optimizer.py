@@ -15,6 +15,22 @@ from keras import ops
 from keras_adaptive.validation import check_learning_rate, check_non_negative
 
 
+def _dense(gradient: Any) -> Any:
+    """Sparse gradients (TensorFlow's IndexedSlices, JAX's BCOO) as dense tensors.
+
+    Every row's moments decay at each step, so the update is dense anyway; and the
+    element-wise math must see each row's gradient summed over repeated indices
+    (square of the sum, not sum of the squares), which the dense form guarantees.
+    """
+    if type(gradient).__name__ == "IndexedSlices":
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(gradient)
+    if hasattr(gradient, "todense"):
+        return gradient.todense()
+    return gradient
+
+
 class AdaptiveOptimizer(keras.optimizers.Optimizer):
     """Base class of the keras_adaptive optimizers.
 
@@ -101,10 +117,7 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
 
             torch_multi_tensor.update(self, grads, trainable_variables, learning_rate)
             return
-        # Sparse gradients (tf.IndexedSlices, JAX BCOO) become dense: every row's
-        # moments decay each step anyway, so the update is dense either way.
-        grads = [ops.convert_to_tensor(g, sparse=False) for g in grads]
-        super()._backend_update_step(grads, trainable_variables, learning_rate)
+        super()._backend_update_step([_dense(g) for g in grads], trainable_variables, learning_rate)
 
     def get_config(self) -> dict:
         config = super().get_config()
