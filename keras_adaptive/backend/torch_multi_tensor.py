@@ -88,15 +88,24 @@ class MultiTensor:
 
 @torch.no_grad()
 def update(optimizer: Any, grads: Sequence[Any], variables: Sequence[Any], learning_rate: Any) -> None:
-    """Run `optimizer.update_step` once per group of same-dtype, same-device weights."""
+    """One step over all weights, per group of same-dtype, same-device weights: PyTorch's
+    own kernel where `torch_fused.DISPATCH` has one for this optimizer's configuration,
+    else the optimizer's `update_step` evaluated once with `MultiTensor` arguments."""
+    from keras_adaptive.backend import torch_fused
+
     groups: dict = defaultdict(list)
     for grad, variable in zip(grads, variables):
         value = variable.value
         groups[(value.dtype, value.device)].append((grad, value, optimizer._get_variable_index(variable)))
+    kernel = torch_fused.select(optimizer)
+    lr = step = None
     for members in groups.values():
         grad_list, value_list, indices = zip(*members)
-        optimizer.update_step(
-            MultiTensor([g.to(v.dtype) for g, v in zip(grad_list, value_list)], indices),
-            MultiTensor(value_list, indices),
-            learning_rate,
-        )
+        grad_list = [g.to(v.dtype) for g, v in zip(grad_list, value_list)]
+        if kernel is not None and torch_fused.accepts_group(value_list):
+            if lr is None:
+                lr = float(_operand(learning_rate))
+                step = int(_operand(optimizer.iterations)) + 1  # = optimizer.step_count()
+            kernel.run(optimizer, torch_fused.Group(list(value_list), grad_list, list(indices)), lr, step)
+            continue
+        optimizer.update_step(MultiTensor(grad_list, indices), MultiTensor(value_list, indices), learning_rate)

@@ -1,0 +1,230 @@
+"""PyTorch's own optimizer kernels, for the configurations that are exactly PyTorch's algorithm.
+
+Where an optimizer's configuration is PyTorch's convention (see each class's "Differences
+from its namesakes"), PyTorch already has a kernel for the whole step: a fused one
+(`torch._fused_adam_`, `_fused_adagrad_`, `_fused_sgd_`: one pass over memory) or its
+multi-tensor implementation (`torch.optim.rmsprop._multi_tensor_rmsprop`, ...: in-place
+`_foreach_*` operations). Calling it is not a second copy of our math but PyTorch's, which
+the registry's peer tests already pin to ours; `tests/test_fast_path.py` checks, on every
+case of the registry, that whichever path is dispatched here gives the portable path's numbers.
+
+`DISPATCH` is the table: the first kernel whose predicate accepts the optimizer (its class
+and configuration) and the group (dtype, device) runs; otherwise the generic multi-tensor
+path (`torch_multi_tensor`) evaluates the optimizer's own `update_step`.
+
+Every kernel is called with `weight_decay=0`: Keras' base optimizer has already applied
+weight decay (and clipping, gradient accumulation, loss scaling) before the update step.
+The step count is the optimizer's, `t = iterations + 1`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from keras_adaptive.adadelta import AdaDelta
+from keras_adaptive.adagrad import AdaGrad
+from keras_adaptive.adam import Adam
+from keras_adaptive.rmsprop import RMSProp
+from keras_adaptive.sgd import SGD
+
+# Dtypes PyTorch's CPU and CUDA kernels take and that our update keeps in its own dtype.
+# (In float16/bfloat16 the portable path rounds through keras.ops differently.)
+_DTYPES = (torch.float32, torch.float64)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One dtype/device group of the step: weights, gradients (same dtype) and indices."""
+
+    params: list
+    grads: list
+    indices: list
+
+    def slots(self, optimizer: Any, name: str) -> list:
+        variables = optimizer._slot_variables[name]
+        return [variables[i].value for i in self.indices]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    accepts: Callable[[Any], bool]  # optimizer -> bool (class and configuration)
+    run: Callable[[Any, Group, float, int], None]  # optimizer, group, lr, t
+
+
+def _runs_own_update_step(optimizer: Any, cls: type) -> bool:
+    """The optimizer runs `cls.update_step` as shipped: a subclass (or a patch) that changes
+    the math is not PyTorch's algorithm any more, and takes the generic path."""
+    if not isinstance(optimizer, cls):
+        return False
+    method = type(optimizer).update_step
+    return method.__module__ == cls.__module__ and method.__qualname__ == f"{cls.__name__}.update_step"
+
+
+def _steps(group: Group, t: int) -> list:
+    step = torch.tensor(float(t), dtype=torch.float32)  # read, not written, by the kernels below
+    return [step] * len(group.params)
+
+
+# --- the kernels ------------------------------------------------------------------------
+
+
+def _adam_accepts(optimizer) -> bool:
+    return (
+        _runs_own_update_step(optimizer, Adam)
+        and optimizer.bias_correction
+        and optimizer.epsilon_placement == "outside"
+    )
+
+
+def _adam_run(optimizer, group: Group, lr: float, t: int) -> None:
+    amsgrad = optimizer.amsgrad
+    torch._fused_adam_(
+        group.params,
+        group.grads,
+        group.slots(optimizer, "first_moment"),
+        group.slots(optimizer, "second_moment"),
+        group.slots(optimizer, "max_second_moment") if amsgrad else [],
+        _steps(group, t),
+        lr=lr,
+        beta1=float(optimizer.beta_1),
+        beta2=float(optimizer.beta_2),
+        weight_decay=0.0,
+        eps=float(optimizer.epsilon),
+        amsgrad=amsgrad,
+        maximize=False,
+    )
+
+
+def _adagrad_accepts(optimizer) -> bool:
+    return _runs_own_update_step(optimizer, AdaGrad) and optimizer.epsilon_placement == "outside"
+
+
+def _adagrad_run(optimizer, group: Group, lr: float, t: int) -> None:
+    torch._fused_adagrad_(
+        group.params,
+        group.grads,
+        group.slots(optimizer, "accumulator"),
+        _steps(group, t),
+        lr=lr,
+        lr_decay=0.0,
+        weight_decay=0.0,
+        eps=float(optimizer.epsilon),
+        maximize=False,
+    )
+
+
+def _sgd_accepts(optimizer) -> bool:
+    return _runs_own_update_step(optimizer, SGD)
+
+
+def _sgd_run(optimizer, group: Group, lr: float, t: int) -> None:
+    momentum = float(optimizer.momentum)
+    torch._fused_sgd_(
+        group.params,
+        group.grads,
+        group.slots(optimizer, "momentum") if momentum > 0 else [],
+        weight_decay=0.0,
+        momentum=momentum,
+        lr=lr,
+        dampening=0.0,
+        nesterov=bool(optimizer.nesterov),
+        maximize=False,
+        # Our buffer starts at zero, so `mu * 0 + g` is PyTorch's first-step `buf = g`.
+        is_first_step=False,
+    )
+
+
+def _rmsprop_accepts(optimizer) -> bool:
+    return _runs_own_update_step(optimizer, RMSProp) and optimizer.epsilon_placement == "outside"
+
+
+def _rmsprop_run(optimizer, group: Group, lr: float, t: int) -> None:
+    from torch.optim.rmsprop import _multi_tensor_rmsprop
+
+    centered, momentum = optimizer.centered, float(optimizer.momentum)
+    _multi_tensor_rmsprop(
+        group.params,
+        group.grads,
+        group.slots(optimizer, "second_moment"),
+        group.slots(optimizer, "first_moment") if centered else [],
+        group.slots(optimizer, "momentum") if momentum > 0 else [],
+        _scratch_steps(group),
+        lr=lr,
+        alpha=float(optimizer.rho),
+        eps=float(optimizer.epsilon),
+        weight_decay=0.0,
+        momentum=momentum,
+        centered=centered,
+        maximize=False,
+        differentiable=False,
+        capturable=False,
+        has_complex=False,
+    )
+
+
+def _adadelta_accepts(optimizer) -> bool:
+    return _runs_own_update_step(optimizer, AdaDelta) and optimizer.momentum == 0
+
+
+def _adadelta_run(optimizer, group: Group, lr: float, t: int) -> None:
+    from torch.optim.adadelta import _multi_tensor_adadelta
+
+    _multi_tensor_adadelta(
+        group.params,
+        group.grads,
+        group.slots(optimizer, "second_moment"),
+        group.slots(optimizer, "delta_second_moment"),
+        _scratch_steps(group),
+        lr=lr,
+        rho=float(optimizer.rho),
+        eps=float(optimizer.epsilon),
+        weight_decay=0.0,
+        maximize=False,
+        differentiable=False,
+        capturable=False,
+        has_complex=False,
+    )
+
+
+def _scratch_steps(group: Group) -> list:
+    """Step counters PyTorch's multi-tensor RMSprop/Adadelta increment but do not read:
+    views of one fresh buffer, so the increment costs one small kernel."""
+    return list(torch.zeros(len(group.params), dtype=torch.float32).unbind())
+
+
+DISPATCH: tuple[Kernel, ...] = (
+    Kernel("fused_adam", _adam_accepts, _adam_run),  # Adam, AdamW (decay applied by Keras), AMSGrad
+    Kernel("fused_adagrad", _adagrad_accepts, _adagrad_run),
+    Kernel("fused_sgd", _sgd_accepts, _sgd_run),
+    Kernel("foreach_rmsprop", _rmsprop_accepts, _rmsprop_run),
+    Kernel("foreach_adadelta", _adadelta_accepts, _adadelta_run),
+)
+
+
+def select(optimizer: Any) -> Optional[Kernel]:
+    """The kernel for this optimizer's class and configuration, or None (generic path)."""
+    for kernel in DISPATCH:
+        if kernel.accepts(optimizer):
+            return kernel
+    return None
+
+
+def accepts_group(params: Sequence[torch.Tensor]) -> bool:
+    first = params[0]
+    return first.dtype in _DTYPES and first.device.type in ("cpu", "cuda")
+
+
+def describe(optimizer: Any, variables: Sequence[Any] = ()) -> str:
+    """Which path a step of this optimizer takes on the torch backend (for benchmarks and logs)."""
+    if not getattr(optimizer, "multi_tensor", False):
+        return "per-variable"
+    kernel = select(optimizer)
+    if kernel is None:
+        return "multi_tensor"
+    if variables and not all(accepts_group([v.value]) for v in variables):
+        return f"{kernel.name} + multi_tensor"
+    return kernel.name
