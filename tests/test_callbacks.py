@@ -1,0 +1,196 @@
+"""OptimizerMonitor: what it records, checked against NumPy, on every optimizer and backend.
+
+Golden values come only from the NumPy float64 AdaGrad/linear-regression computation in
+this file, never from the code under test.
+"""
+
+import csv
+
+import numpy as np
+import pytest
+
+import keras
+
+import keras_adaptive
+from keras_adaptive.callbacks import OptimizerMonitor
+from keras_adaptive.schedules import BiasCorrection
+
+N, D, K = 32, 5, 3  # samples, inputs, outputs of the linear-regression problem
+
+
+def regression_data(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(N, D)).astype("float32")
+    y = (x @ rng.normal(size=(D, K)) + 0.1 * rng.normal(size=(N, K))).astype("float32")
+    w0 = (0.3 * rng.normal(size=(D, K))).astype("float32")
+    return x, y, w0
+
+
+def linear_model(w0, optimizer):
+    model = keras.Sequential(
+        [keras.Input((D,)), keras.layers.Dense(K, use_bias=False, kernel_initializer=keras.initializers.Constant(w0))]
+    )
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+def mlp(optimizer, seed=0, jit_compile="auto"):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((12,)),
+            keras.layers.Dense(16, activation="tanh", name="hidden"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(4, name="out"),
+        ]
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def classification_data(n=96, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 12)).astype("float32")
+    y = (x[:, :4].argmax(axis=1)).astype("int32")
+    return x, y
+
+
+def reference_adagrad_records(x, y, w0, lr, eps, steps, percentiles=(10, 50, 90)):
+    """Full-batch AdaGrad (accumulator from 0, eps inside the root) on mean squared error, in float64.
+
+    Per step: effective LR percentiles after the step, ||w_t - w_{t-1}|| / ||w_{t-1}||, and
+    the gradient norm on (x, y) at the weights after the step.
+    """
+    x, y, w = x.astype(np.float64), y.astype(np.float64), w0.astype(np.float64)
+    r = np.zeros_like(w)
+
+    def gradient(w):
+        return 2.0 / (N * K) * x.T @ (x @ w - y)
+
+    rows = []
+    for _ in range(steps):
+        g = gradient(w)
+        r = r + g * g
+        w_new = w - lr * g / np.sqrt(r + eps)
+        elr = lr / np.sqrt(r + eps)
+        rows.append(
+            list(np.percentile(elr, percentiles))
+            + [np.linalg.norm(w_new - w) / np.linalg.norm(w), np.linalg.norm(gradient(w_new))]
+        )
+        w = w_new
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_records_match_numpy_adagrad(every):
+    x, y, w0 = regression_data()
+    lr, eps, epochs = 0.1, 1e-7, 7
+    model = linear_model(w0, keras_adaptive.AdaGrad(learning_rate=lr, epsilon=eps))
+    monitor = OptimizerMonitor(every=every, probe_data=(x, y))
+    model.fit(x, y, batch_size=N, epochs=epochs, shuffle=False, verbose=0, callbacks=[monitor])
+
+    golden = reference_adagrad_records(x, y, w0, lr, eps, epochs)
+    recorded_steps = [s for s in range(1, epochs + 1) if s % every == 0]
+    assert [r["step"] for r in monitor.records] == recorded_steps
+    got = np.array([[r[name] for name in monitor.stat_names] for r in monitor.records])
+    np.testing.assert_allclose(got, golden[np.array(recorded_steps) - 1], rtol=2e-4)
+
+
+def test_sgd_effective_learning_rate_is_the_learning_rate():
+    x, y, w0 = regression_data()
+    model = linear_model(w0, keras_adaptive.SGD(learning_rate=0.05))
+    monitor = OptimizerMonitor(every=1)
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
+    assert len(monitor.records) == N // 8
+    for record in monitor.records:
+        assert record["elr_p10"] == record["elr_p50"] == record["elr_p90"] == pytest.approx(0.05)
+        assert "grad_norm" not in record  # no probe data, no gradient
+
+
+OPTIMIZER_CASES = {
+    **{name: (lambda cls=cls: cls()) for name, cls in keras_adaptive.OPTIMIZERS.items()},
+    "adam-amsgrad": lambda: keras_adaptive.Adam(amsgrad=True),
+    "adam-schedule": lambda: keras_adaptive.Adam(learning_rate=BiasCorrection(1e-3), bias_correction=False),
+    "sgd-nesterov": lambda: keras_adaptive.SGD(momentum=0.9, nesterov=True),
+    "rmsprop-centered-momentum": lambda: keras_adaptive.RMSProp(centered=True, momentum=0.9),
+    "adadelta-momentum": lambda: keras_adaptive.AdaDelta(momentum=0.9),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTIMIZER_CASES))
+def test_every_optimizer_is_monitored(case, tmp_path):
+    x, y = classification_data()
+    # Unjitted: 12 steps are cheaper run eagerly than compiled (JAX compiles for seconds).
+    model = mlp(OPTIMIZER_CASES[case](), jit_compile=False)
+    path = tmp_path / "monitor.csv"
+    monitor = OptimizerMonitor(every=2, probe_data=(x[:16], y[:16]), csv_path=str(path))
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[monitor])
+
+    steps = 2 * (96 // 16)
+    variables = [v.path for v in model.trainable_variables]
+    assert len(monitor.records) == (steps // 2) * len(variables)
+    assert sorted({r["variable"] for r in monitor.records}) == sorted(variables)
+    for record in monitor.records:
+        values = [record[name] for name in monitor.stat_names]
+        assert np.all(np.isfinite(values)), record
+        assert 0 < record["elr_p10"] <= record["elr_p50"] <= record["elr_p90"], record
+        assert record["update_ratio"] > 0 and record["grad_norm"] > 0, record
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(monitor.records)
+    assert list(rows[0]) == monitor.columns
+    assert float(rows[-1]["elr_p50"]) == pytest.approx(monitor.records[-1]["elr_p50"])
+
+    # The last record of each epoch lands in History.
+    kernel = next(v for v in variables if "hidden" in v and "kernel" in v)
+    assert len(history.history[f"{kernel}/elr_p50"]) == 2
+    assert history.history[f"{kernel}/elr_p50"][-1] == pytest.approx(monitor.series(kernel, "elr_p50")[1][-1])
+
+
+def test_monitoring_does_not_change_training():
+    """The probe pass and the weight copies must not touch weights, optimizer state or metrics."""
+    x, y = classification_data()
+    losses = []
+    for callbacks in ([], [OptimizerMonitor(every=1, probe_data=(x[:16], y[:16]))]):
+        model = mlp(keras_adaptive.Adam(learning_rate=0.01), seed=3)
+        model.layers[1].rate = 0.0  # no dropout: the two runs must be bit-for-bit comparable
+        history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
+        losses.append((history.history["loss"], [w.copy() for w in model.get_weights()]))
+    np.testing.assert_allclose(losses[1][0], losses[0][0], rtol=1e-6)
+    for after, before in zip(losses[1][1], losses[0][1]):
+        np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-7)
+
+
+def test_variables_filter_and_sampled_percentiles():
+    x, y = classification_data()
+    model = mlp(keras_adaptive.AdaGrad())
+    monitor = OptimizerMonitor(every=3, variables=["hidden/kernel"], max_samples=50, log_to_history=False)
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[monitor])
+    assert {r["variable"] for r in monitor.records} == {"sequential/hidden/kernel"} or all(
+        "hidden/kernel" in r["variable"] for r in monitor.records
+    )
+    assert len(monitor.records) == 2
+    assert list(history.history) == ["loss"]
+    df = monitor.to_dataframe()
+    assert list(df.columns) == monitor.columns and len(df) == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"every": 0}, {"every": 2.5}, {"max_samples": 0}, {"percentiles": (10, 150)}, {"probe_data": np.zeros(3)}],
+)
+def test_bad_arguments_raise_value_error(kwargs):
+    with pytest.raises(ValueError, match="Argument `"):
+        OptimizerMonitor(**kwargs)
+
+
+def test_needs_an_optimizer_with_effective_learning_rate():
+    x, y = classification_data()
+    model = mlp(keras.optimizers.SGD())
+    with pytest.raises(ValueError, match="effective_learning_rate"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[OptimizerMonitor()])
