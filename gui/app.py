@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from typing import Optional, Sequence
 
 
@@ -28,6 +29,10 @@ def resolve_mnist(path: Optional[str], download: bool = True) -> tuple[str, str]
     home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
     cached = os.path.join(home, "datasets", "mnist.npz")
     return cached, f"{data.source} ({len(data.x_train):,} train / {len(data.x_test):,} test images)"
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -60,6 +65,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     demo = page.build(mnist_path, source, default_backend=args.backend, limits=limits)
     demo.queue(default_concurrency_limit=16)
     print(f"keras-adaptive-gui: data: {source}", flush=True)
+    # SIGTERM ends the server like Ctrl-C, so the worker processes are ended with it.
+    signal.signal(signal.SIGTERM, _interrupt)
     demo.launch(server_name=args.host, server_port=args.port, css=page.CSS, footer_links=["gradio"],
                 show_error=True)
 

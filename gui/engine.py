@@ -447,8 +447,11 @@ class Comparison:
         return c.steps_2d if c.kind == "2d" else c.epochs * c.steps_per_epoch
 
     def progress(self) -> float:
-        done = [s.steps[-1] if s.steps else 0 for s in self.series]
-        return min(done) / max(1, self.total_steps()) if done else 0.0
+        """The fraction of steps done by the slowest series still training (all done: 1)."""
+        going = [s.steps[-1] if s.steps else 0 for s in self.series if s.status in ("starting", "training")]
+        if not going:
+            going = [max((s.steps[-1] if s.steps else 0) for s in self.series)] if self.series else [0]
+        return min(1.0, min(going) / max(1, self.total_steps()))
 
     def summary(self) -> list[dict]:
         rows = []

@@ -22,7 +22,8 @@ from keras_adaptive_gui import tasks
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
 BACKEND_STYLES = {"tensorflow": "-", "jax": "--", "torch": ":"}
-FONT = {"svg.fonttype": "none"}  # keep text as <text> in the SVG
+# Text stays <text> in the SVG, and every point of a curve is kept (no path simplification).
+SVG_STYLE = {"svg.fonttype": "none", "path.simplify": False}
 
 
 @dataclass
@@ -46,8 +47,9 @@ def smooth(values: list, weight: float) -> np.ndarray:
     return out
 
 
-def _style(series: Any) -> dict:
-    return {"color": COLORS[series.optimizer % len(COLORS)], "linestyle": BACKEND_STYLES.get(series.backend, "-")}
+def _style(series: Any, several_backends: bool = True) -> dict:
+    linestyle = BACKEND_STYLES.get(series.backend, "-") if several_backends else "-"
+    return {"color": COLORS[series.optimizer % len(COLORS)], "linestyle": linestyle}
 
 
 def figure(comparison: Any, options: DisplayOptions) -> Figure:
@@ -64,7 +66,7 @@ def figure(comparison: Any, options: DisplayOptions) -> Figure:
     _training_loss(ax_loss, comparison, options, by_time)
     metric = "accuracy" if config.kind == "classify" else f"accuracy (|error| < {tasks.ADDING_TOLERANCE:g})"
     for s_index, s in enumerate(comparison.series):
-        style = _style(s)
+        style = _style(s, len(comparison.config.backends) > 1)
         if s.epochs:
             x = s.epoch_steps if not by_time else [s.times[s.steps.index(k)] for k in s.epoch_steps]
             (line,) = ax_val.plot(x, s.val_losses, marker="o", ms=4, label=s.label, **style)
@@ -88,7 +90,7 @@ def _training_loss(ax: Any, comparison: Any, options: DisplayOptions, by_time: b
     config = comparison.config
     task = tasks.TASKS[config.task]
     for s_index, s in enumerate(comparison.series):
-        style = _style(s)
+        style = _style(s, len(comparison.config.backends) > 1)
         x = s.times if by_time else s.steps
         if not x:
             ax.plot([], [], label=f"{s.label} ({s.status})", **style)
@@ -131,7 +133,7 @@ def _effective_lr(ax: Any, comparison: Any, by_time: bool) -> None:
     for s_index, s in enumerate(comparison.series):
         if s.lrs:
             x = s.lr_steps if not by_time else [s.times[s.steps.index(k)] for k in s.lr_steps]
-            (line,) = ax.plot(x, s.lrs, label=s.label, **_style(s))
+            (line,) = ax.plot(x, s.lrs, label=s.label, **_style(s, len(comparison.config.backends) > 1))
             line.set_gid(f"lr-{s_index}")
     ax.set_title("median effective learning rate", fontsize=10)
     ax.set_xlabel("seconds of step time" if by_time else "step")
@@ -152,12 +154,13 @@ def _figure_2d(comparison: Any, options: DisplayOptions) -> Figure:
     ax_lr = fig.add_subplot(grid[1, 1])
     xx, yy, zz = tasks.contour_grid(config.task)
     levels = np.geomspace(max(zz.min(), 1e-3), zz.max(), 25)
-    ax_path.contour(xx, yy, zz, levels=levels, cmap="Greys", linewidths=0.6, alpha=0.8)
+    ax_path.contourf(xx, yy, zz, levels=levels, cmap="Blues_r", alpha=0.35, norm="log").set_rasterized(True)
+    ax_path.contour(xx, yy, zz, levels=levels, colors="0.55", linewidths=0.5)
     ax_path.plot(*fn.minimum, marker="*", ms=16, color="gold", markeredgecolor="black", label="minimum")
     ax_path.plot(*fn.start, marker="o", ms=7, color="black", label="start")
     by_time = options.x_axis == "time"
     for s_index, s in enumerate(comparison.series):
-        style = _style(s)
+        style = _style(s, len(comparison.config.backends) > 1)
         label = s.label if s.status in ("training", "finished") else f"{s.label} ({s.status})"
         if s.xs:
             (line,) = ax_path.plot(s.xs, s.ys, linewidth=1.8, label=label, **style)
@@ -198,7 +201,7 @@ def to_svg(fig: Figure) -> str:
     import matplotlib
 
     buffer = io.StringIO()
-    with matplotlib.rc_context(FONT):
+    with matplotlib.rc_context(SVG_STYLE):
         fig.savefig(buffer, format="svg")
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]

@@ -35,8 +35,13 @@ EFFECTIVE_LR_POINTS = 200  # effective learning rate sampled about this many tim
 def run(config: dict, queue: Any, stop: Any) -> None:
     os.environ["KERAS_BACKEND"] = config["backend"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parent = os.getppid()
+
+    def stopped() -> bool:  # asked to stop, or orphaned (the server is gone)
+        return stop.is_set() or os.getppid() != parent
+
     try:
-        _Trainer(config, queue.put, stop.is_set).run()
+        _Trainer(config, queue.put, stopped).run()
     except BaseException as error:  # reported, then the process ends
         queue.put({"type": "error", "message": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
 

@@ -1,0 +1,148 @@
+"""`keras-adaptive compare ...`: the page's comparison from the command line.
+
+    keras-adaptive compare --task mnist-mlp --optimizers adam,rmsprop:learning_rate=0.01 --backends jax,torch
+
+Same engine as the page: prints a progress bar and the summary table, writes the CSV and
+the PNG. Light at import (spawned workers re-import the main module).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from typing import Optional, Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keras-adaptive", description="keras_adaptive tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser(
+        "compare",
+        help="train several optimizers on one task and compare them",
+        description="Train optimizers side by side (same initial weights, same batches) and compare them.",
+    )
+    p.add_argument("--task", default="mnist-mlp",
+                   help="mnist-mlp, mnist-cnn, mnist-rnn, adding, rosenbrock, beale or quadratic")
+    p.add_argument("--optimizers", default="adam,rmsprop",
+                   help="comma-separated; hyperparameters after colons: 'adam,rmsprop:learning_rate=0.01:centered=true'; "
+                        "Keras' built-ins as keras.Adam etc.")
+    p.add_argument("--backends", default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+                   help="comma-separated: tensorflow,jax,torch (default $KERAS_BACKEND or tensorflow)")
+    p.add_argument("--epochs", default=2)
+    p.add_argument("--steps-per-epoch", default=50)
+    p.add_argument("--batch-size", default=64)
+    p.add_argument("--steps", default=300, help="steps for the 2-D functions")
+    p.add_argument("--seed", default=0)
+    p.add_argument("--cell", default="LSTM", help="LSTM or GRU (mnist-rnn, adding)")
+    p.add_argument("--seq-len", default=30, help="sequence length of the adding problem")
+    p.add_argument("--mnist", metavar="PATH", help="an MNIST .npz in the keras.datasets layout")
+    p.add_argument("--no-download", action="store_true", help="do not try to download MNIST")
+    p.add_argument("--out", default="results", help="directory for the CSV and PNG (default results/)")
+    p.add_argument("--log-scale", action="store_true", help="log-scale loss axis in the PNG")
+    p.add_argument("--smoothing", type=float, default=0.0, help="smoothing of the loss curve in the PNG, 0-0.99")
+    p.add_argument("--x-axis", choices=("step", "time"), default="step")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def format_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no results)"
+    columns = list(rows[0])
+
+    def cell(value):
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4g}" if math.isfinite(value) else str(value)
+        return str(value)
+
+    cells = [[cell(r[c]) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _progress(fraction: float, text: str, width: int = 30) -> str:
+    filled = int(round(width * fraction))
+    return f"{chr(13) if sys.stderr.isatty() else ''}[{'#' * filled}{'.' * (width - filled)}] {100 * fraction:5.1f}% {text}"
+
+
+def compare(args: argparse.Namespace) -> int:
+    from keras_adaptive_gui import engine, hyperparams, plots, tasks
+
+    mnist_path = None
+    if args.task.startswith("mnist"):
+        from keras_adaptive_gui.app import resolve_mnist
+
+        if args.mnist and not os.path.isfile(args.mnist):
+            print(f"error: --mnist {args.mnist!r}: no such file.", file=sys.stderr)
+            return 2
+        mnist_path, source = resolve_mnist(args.mnist, download=not args.no_download)
+        print(f"data: {source}", file=sys.stderr)
+    try:
+        chosen = hyperparams.split_spec_list(args.optimizers)
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        config = engine.check_config(
+            args.task, chosen, backends, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+            batch_size=args.batch_size, steps_2d=args.steps, seed=args.seed, cell=args.cell,
+            seq_len=args.seq_len, mnist_path=mnist_path,
+        )
+        if not 0 <= args.smoothing <= 0.99:
+            raise ValueError(f"--smoothing must be in [0, 0.99], got {args.smoothing}.")
+    except ValueError as error:
+        for line in str(error).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    print(f"task: {tasks.TASKS[args.task].description}; backends: {', '.join(backends)}", file=sys.stderr)
+    comparison = engine.Comparison(config).start()
+    shown, last_line = 0, 0.0
+    try:
+        while comparison.running:
+            comparison.poll()
+            for message in comparison.messages[shown:]:
+                print(f"\n{message}", file=sys.stderr)
+            shown = len(comparison.messages)
+            if not args.no_progress and (sys.stderr.isatty() or time.monotonic() - last_line >= 5):
+                last_line = time.monotonic()
+                waiting = any(not w.ready for w in comparison.workers if not w.done)
+                text = "starting workers" if waiting else f"step {int(comparison.progress() * comparison.total_steps())}"
+                print(_progress(comparison.progress(), f"{text} of {comparison.total_steps()}"),
+                      end="" if sys.stderr.isatty() else "\n", file=sys.stderr, flush=True)
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping the workers", file=sys.stderr)
+        comparison.stop()
+    finally:
+        if comparison.running:
+            comparison.stop()
+    comparison.poll()
+    for message in comparison.messages[shown:]:
+        print(f"\n{message}", file=sys.stderr)
+    if not args.no_progress:
+        print(_progress(comparison.progress(), "done"), file=sys.stderr)
+    print(format_table(comparison.summary()))
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"compare-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    comparison.write_csv(stem + ".csv")
+    options = plots.DisplayOptions(args.log_scale, args.smoothing, args.x_axis)
+    plots.save_png(plots.figure(comparison, options), stem + ".png")
+    print(f"wrote {stem}.csv and {stem}.png")
+    ok = any(s.status == "finished" for s in comparison.series)
+    return 0 if ok else 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = _parser().parse_args(argv)
+    if args.command == "compare":
+        sys.exit(compare(args))
+
+
+if __name__ == "__main__":
+    main()

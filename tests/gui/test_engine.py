@@ -1,0 +1,256 @@
+"""The GUI's engine without a browser: widgets from the registry, input checking, the
+task/model builders, the worker protocol (in this process, on its backend), and real
+spawned workers (a killed worker is reported; the command line runs a comparison)."""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import os
+import signal
+import time
+
+import keras
+import numpy as np
+import pytest
+
+import keras_adaptive
+from keras_adaptive.datasets import sample_path
+from keras_adaptive_gui import engine, hyperparams, tasks, worker
+from tests.gui.conftest import console_script
+
+BACKEND = keras.backend.backend()
+
+
+# --- hyperparameters come from the library ---------------------------------------------
+
+
+def test_catalog_offers_every_registered_optimizer_and_keras_namesakes():
+    catalog = hyperparams.catalog()
+    assert [k for k in catalog if not k.startswith("keras.")] == list(keras_adaptive.OPTIMIZERS)
+    assert {"keras.SGD", "keras.Adam", "keras.RMSprop", "keras.Adagrad", "keras.Adadelta"} <= set(catalog)
+    for key, cls in keras_adaptive.OPTIMIZERS.items():
+        config = cls().get_config()
+        for param in catalog[key].params:
+            assert param.name in config, (key, param.name)  # a real hyperparameter of the class
+            signature_default = None
+            for klass in cls.__mro__:
+                p = inspect.signature(klass.__init__).parameters.get(param.name) if "__init__" in vars(klass) else None
+                if p is not None and p.default is not inspect.Parameter.empty:
+                    signature_default = p.default
+                    break
+            assert param.default == signature_default, (key, param.name)
+    adam = {p.name: p for p in catalog["adam"].params}
+    assert adam["bias_correction"].kind == "bool" and adam["epsilon_placement"].choices == ("inside", "outside")
+    assert "beta_1" in catalog["adamw"].param_names  # passed on to Adam through **kwargs
+    assert "name" not in hyperparams.all_param_names() and "clipnorm" not in hyperparams.all_param_names()
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("adam:learning_rate=abc", "`learning_rate` must be a number, got 'abc'"),
+        ("adam:learning_rate=-1", "learning_rate"),
+        ("adam:beta_1=1.5", "beta_1"),
+        ("adam:learning_rate=1e300", "absurdly large"),
+        ("adam:learning_rate=nan", "finite"),
+        ("adam:epsilon_placement=middle", "must be one of ['inside', 'outside']"),
+        ("adam:amsgrad=maybe", "must be true or false"),
+        ("adam:lr=0.1", "has no hyperparameter ['lr']"),
+        ("adam:learning_rate", "is not name=value"),
+        ("__import__('os')", "Unknown optimizer"),
+    ],
+)
+def test_bad_hyperparameters_are_refused_with_a_message(spec, message):
+    with pytest.raises(ValueError) as error:
+        hyperparams.parse_spec(spec)
+    assert message in str(error.value)
+
+
+def test_specs_are_parsed_not_evaluated():
+    key, kwargs = hyperparams.parse_spec("RMSProp:learning_rate=0.01:centered=true:epsilon_placement=outside")
+    assert key == "rmsprop" and kwargs == {"learning_rate": 0.01, "centered": True, "epsilon_placement": "outside"}
+    assert hyperparams.describe(key, kwargs) == "rmsprop (learning_rate=0.01, centered=True, epsilon_placement=outside)"
+    assert hyperparams.parse_spec("keras.adam")[0] == "keras.Adam"
+
+
+def _config(**overrides):
+    arguments = dict(task="mnist-mlp", optimizers=[("adam", {}), ("sgd", {"learning_rate": "0.1"})],
+                     backends=[BACKEND], epochs=1, steps_per_epoch=3, batch_size=16, mnist_path=sample_path())
+    arguments.update(overrides)
+    return engine.check_config(**arguments)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"optimizers": []}, "Choose at least one optimizer."),
+        ({"optimizers": [("adam", {})] * 7}, "Choose at most 6 optimizers, got 7."),
+        ({"epochs": "two"}, "Epochs must be a whole number, got 'two'."),
+        ({"epochs": -1}, "Epochs must be between 1 and 20, got -1."),
+        ({"epochs": 20, "steps_per_epoch": 500}, "Run too long"),
+        ({"batch_size": 1e9}, "Batch size must be between 1 and 512"),
+        ({"backends": ["theano"]}, "Unknown backend 'theano'"),
+        ({"backends": []}, "Choose a backend."),
+        ({"task": "rosenbrock", "steps_2d": 0}, "Steps must be between 1 and 3000, got 0."),
+        ({"task": "adding", "seq_len": 10000}, "Sequence length must be between 4 and 200"),
+        ({"seed": 1.5}, "Seed must be a whole number"),
+        ({"optimizers": [("adam", {"learning_rate": "x"})]}, "Optimizer 1 (adam): `learning_rate` must be a number"),
+    ],
+)
+def test_bad_run_settings_are_refused_with_a_message(overrides, message):
+    with pytest.raises(ValueError) as error:
+        _config(**overrides)
+    assert message in str(error.value)
+
+
+def test_duplicate_optimizers_get_distinct_labels():
+    config = _config(optimizers=[("adam", {}), ("adam", {}), ("adam", {"bias_correction": False})])
+    assert [o.label for o in config.optimizers] == ["adam", "adam #2", "adam (bias_correction=False)"]
+
+
+# --- tasks and models ----------------------------------------------------------------------
+
+
+def test_batches_and_initial_weights_depend_only_on_the_seed():
+    order = tasks.batch_order(100, 32, 5, 2, seed=3)
+    assert order.shape == (2, 5, 32)
+    assert np.array_equal(order, tasks.batch_order(100, 32, 5, 2, seed=3))
+    assert not np.array_equal(order, tasks.batch_order(100, 32, 5, 2, seed=4))
+    model = tasks.build_model("mnist-rnn", "LSTM")
+    first = tasks.initial_weights(model.weights, seed=0)
+    again = tasks.initial_weights(tasks.build_model("mnist-rnn", "LSTM").weights, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert [a.shape for a in first] == [tuple(w.shape) for w in model.weights]
+    recurrent = [a for a, w in zip(first, model.weights) if "recurrent_kernel" in w.path][0]
+    assert np.allclose(recurrent @ recurrent.T, np.eye(recurrent.shape[0]), atol=1e-5)  # orthogonal rows
+
+
+def test_adding_problem_targets_are_the_sum_of_the_two_marked_numbers():
+    x, y = tasks.adding_problem(50, 20, np.random.default_rng(0))
+    assert x.shape == (50, 20, 2) and y.shape == (50, 1)
+    assert np.all(x[..., 1].sum(axis=1) == 2)
+    assert np.allclose((x[..., 0] * x[..., 1]).sum(axis=1), y[:, 0])
+
+
+@pytest.mark.parametrize("name", ["rosenbrock", "beale", "quadratic"])
+def test_2d_functions_have_their_minimum_where_stated(name):
+    fn = tasks.FUNCTIONS_2D[name]
+    assert fn.f(*fn.minimum) == pytest.approx(0.0, abs=1e-12)
+    xx, yy, zz = tasks.contour_grid(name, 50)
+    assert zz.shape == (50, 50) and zz.min() >= 0
+
+
+def _run_in_process(config: engine.RunConfig) -> list[dict]:
+    """The worker's protocol, run in this process (its backend) instead of a subprocess."""
+    messages = []
+    worker._Trainer(config.worker_config(BACKEND), messages.append, lambda: False).run()
+    return messages
+
+
+def _rows(messages, series):
+    return [r for m in messages if m["type"] == "steps" for r in m["rows"] if r["series"] == series]
+
+
+def test_worker_protocol_on_mnist_reports_batch_losses_from_the_same_start():
+    config = _config(epochs=2, steps_per_epoch=3)
+    messages = _run_in_process(config)
+    kinds = [m["type"] for m in messages]
+    assert kinds[0] == "ready" and kinds[-1] == "finished" and kinds.count("epoch") == 4
+    assert messages[0]["backend"] == BACKEND
+    adam, sgd = _rows(messages, 0), _rows(messages, 1)
+    assert [r["step"] for r in adam] == [1, 2, 3, 4, 5, 6]
+    # Same initial weights and same first batch: the first batch losses agree exactly.
+    assert adam[0]["loss"] == sgd[0]["loss"]
+    # It is the batch's own loss (before the update), not a running mean: recompute it.
+    data = tasks.mnist_data("mnist-mlp", sample_path())
+    first = tasks.batch_order(len(data.x_train), 16, 3, 2, config.seed)[0, 0]
+    model = tasks.build_model("mnist-mlp")
+    model.set_weights(tasks.initial_weights(model.weights, config.seed))
+    logits = keras.ops.convert_to_numpy(model(data.x_train[first]))
+    expected = keras.ops.convert_to_numpy(tasks.loss_for("mnist-mlp")(data.y_train[first], logits))
+    assert adam[0]["loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert adam[0]["lr"] is not None and sgd[0]["lr"] == pytest.approx(0.1)  # SGD's effective rate is its rate
+    epochs = [m for m in messages if m["type"] == "epoch"]
+    assert all(0 <= m["val_acc"] <= 1 and m["val_loss"] > 0 for m in epochs)
+
+
+@pytest.mark.parametrize("task, cell", [("mnist-cnn", "LSTM"), ("mnist-rnn", "GRU"), ("adding", "LSTM")])
+def test_every_model_task_trains_through_the_worker(task, cell):
+    key = "keras.RMSprop" if task == "adding" else "rmsprop"
+    config = _config(task=task, cell=cell, seq_len=8, optimizers=[(key, {})], steps_per_epoch=2)
+    messages = _run_in_process(config)
+    assert messages[-1] == {"type": "finished", "stopped": False}
+    rows = _rows(messages, 0)
+    assert len(rows) == 2 and all(np.isfinite(r["loss"]) for r in rows)
+    if key.startswith("keras."):
+        assert rows[0]["lr"] is None  # Keras' built-ins have no effective_learning_rate
+    else:
+        assert rows[0]["lr"] > 0
+
+
+def test_worker_on_a_2d_function_reports_the_path_and_marks_divergence():
+    config = _config(task="quadratic", steps_2d=20,
+                     optimizers=[("sgd", {"learning_rate": "0.01"}), ("sgd", {"learning_rate": "1"})])
+    messages = _run_in_process(config)
+    path = _rows(messages, 0)
+    assert (path[0]["x"], path[0]["y"]) == tasks.FUNCTIONS_2D["quadratic"].start
+    assert len(path) == 21 and path[-1]["loss"] < path[0]["loss"]
+    # One SGD step: w - lr * grad, with grad = (x, 50 y) computed by the backend.
+    x0, y0 = path[0]["x"], path[0]["y"]
+    assert (path[1]["x"], path[1]["y"]) == pytest.approx((x0 - 0.01 * x0, y0 - 0.01 * 50 * y0), rel=1e-6)
+    diverged = [m for m in messages if m["type"] == "diverged"]
+    assert [(m["series"], m["step"]) for m in diverged] == [(1, 4)]
+    assert len(_rows(messages, 1)) == 5  # it stopped there; the other went on
+    assert messages[-1]["type"] == "finished"
+
+
+# --- real worker processes ------------------------------------------------------------------
+
+
+def test_a_killed_worker_is_reported_and_its_curves_are_kept():
+    config = _config(task="quadratic", steps_2d=3000, optimizers=[("adam", {"learning_rate": "0.01"})])
+    comparison = engine.Comparison(config).start()
+    try:
+        deadline = time.monotonic() + 90
+        while not (comparison.series[0].steps and comparison.series[0].steps[-1] >= 5):
+            comparison.poll()
+            assert comparison.running, comparison.messages
+            assert time.monotonic() < deadline, "the worker never reported steps"
+            time.sleep(0.05)
+        os.kill(comparison.workers[0].process.pid, signal.SIGKILL)
+        assert comparison.wait(timeout=10)
+    finally:
+        comparison.stop()
+    assert comparison.series[0].status == "worker died"
+    assert "worker process died (exit code -9, killed by a signal, perhaps out of memory)" in comparison.messages[0]
+    assert len(comparison.series[0].steps) >= 5
+    assert comparison.summary()[0]["status"] == "worker died"
+    assert engine._slots_in_use == 0
+
+
+def test_command_line_compare_prints_the_table_and_writes_csv_and_png(tmp_path, capsys):
+    """`keras-adaptive compare`, called in this process (its worker is a real spawned process)."""
+    from keras_adaptive_gui import cli
+
+    assert console_script("keras-adaptive")
+    with pytest.raises(SystemExit) as exit_code:
+        cli.main(["compare", "--task", "quadratic", "--optimizers", "adam:learning_rate=abc"])
+    assert exit_code.value.code == 2
+    assert "`learning_rate` must be a number, got 'abc'" in capsys.readouterr().err
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_code:
+        cli.main(["compare", "--task", "beale", "--optimizers", "adam:learning_rate=0.05,rmsprop:learning_rate=0.01",
+                  "--backends", BACKEND, "--steps", "40", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert exit_code.value.code == 0, printed.err[-3000:]
+    assert "100.0% done" in printed.err
+    lines = printed.out.splitlines()
+    assert lines[0].split()[:3] == ["optimizer", "backend", "status"]
+    assert "adam (learning_rate=0.05)" in printed.out and "finished" in printed.out
+    files = sorted(os.listdir(out))
+    assert [f.rsplit(".", 1)[1] for f in files] == ["csv", "png"]
+    with open(out / files[0]) as f:
+        rows = list(csv.DictReader(f))
+    assert len([r for r in rows if r["record"] == "step"]) == 2 * 41
+    assert (out / files[1]).stat().st_size > 10_000

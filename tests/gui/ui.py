@@ -1,0 +1,130 @@
+"""Small helpers to drive the page in Chromium and read what it shows."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+DEFAULT_TIMEOUT = 120.0
+
+
+def open_page(browser, url: str):
+    context = browser.new_context(viewport={"width": 1500, "height": 1150})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    page.wait_for_selector("#train")
+    page.wait_for_selector("#plot svg")
+    return page
+
+
+def set_number(page, elem_id: str, value) -> None:
+    field = page.locator(f"#{elem_id} input")
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def set_text(page, elem_id: str, value: str) -> None:
+    field = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    field.fill(value)
+    field.press("Tab")
+
+
+def choose(page, elem_id: str, value: str) -> None:
+    """Pick `value` in a dropdown the way a person does: type to filter, press Enter."""
+    field = page.locator(f"#{elem_id} input")
+    field.click()
+    field.fill(value)
+    field.press("Enter")
+    deadline = time.monotonic() + 5
+    while field.input_value() != value:
+        if time.monotonic() > deadline:
+            pytest.fail(f"dropdown #{elem_id} shows {field.input_value()!r}, wanted {value!r}")
+        time.sleep(0.05)
+    page.wait_for_timeout(300)  # let the widgets of the chosen optimizer update
+
+
+def wait_value(page, selector: str, prefix: str, timeout: float = 20.0) -> str:
+    """Wait until the input at `selector` shows a value starting with `prefix`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.locator(selector).input_value()
+        if value.startswith(prefix):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{selector} shows {value!r}, never {prefix!r}...")
+        time.sleep(0.1)
+
+
+def choose_radio(page, elem_id: str, value: str) -> None:
+    page.click(f'#{elem_id} [data-testid="{value}-radio-label"]')
+
+
+def status(page) -> str:
+    return page.locator("#status").inner_text()
+
+
+def wait_status(page, pattern: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = status(page)
+        if re.search(pattern, text):
+            return text
+        if time.monotonic() > deadline:
+            pytest.fail(f"status never matched {pattern!r} in {timeout:g} s; it says: {text!r}")
+        time.sleep(0.2)
+
+
+def legend(page) -> list[str]:
+    """The legend entries of the figure, read from its SVG."""
+    return page.eval_on_selector_all(
+        '#plot svg g[id^="legend"] text', "els => els.map(e => e.textContent.trim())"
+    )
+
+
+def curve_points(page, gid: str) -> int:
+    """How many points the line with SVG id `gid` has (0 if it is not drawn)."""
+    d = page.evaluate(
+        """gid => { const p = document.querySelector(`#plot svg g[id="${gid}"] path`);
+                    return p ? p.getAttribute('d') : ''; }""",
+        gid,
+    )
+    return len(re.findall(r"[ML]", d or ""))
+
+
+def curve_stroke(page, gid: str) -> str:
+    return page.evaluate(
+        """gid => { const p = document.querySelector(`#plot svg g[id="${gid}"] path`);
+                    return p ? getComputedStyle(p).stroke : ''; }""",
+        gid,
+    )
+
+
+def wait_curves(page, gids: list, min_points: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = {g: curve_points(page, g) for g in gids}
+        if all(n >= min_points for n in counts.values()):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"curves {counts} never reached {min_points} points; status: {status(page)!r}")
+        time.sleep(0.2)
+
+
+def summary(page) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        "#summary [role=row].virtual-row",
+        "rows => rows.map(r => Array.from(r.querySelectorAll('[role=gridcell]')).map(c => c.innerText.trim()))",
+    )
+
+
+def colour_pixels(png_path: str, hex_colour: str, tolerance: int = 40) -> int:
+    """Pixels of the screenshot close to `hex_colour`."""
+    import numpy as np
+    from PIL import Image
+
+    image = np.asarray(Image.open(png_path).convert("RGB")).astype(int)
+    target = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(image - target).sum(axis=-1) < tolerance).sum())
