@@ -8,11 +8,13 @@ it is evaluated with changes.
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from typing import Any, Sequence
 
 import torch
 from keras import backend
+from keras.src.backend.torch.core import to_torch_dtype
 
 
 def _operand(x: Any) -> Any:
@@ -23,15 +25,58 @@ def _operand(x: Any) -> Any:
     return x
 
 
+def _temporary_refcount() -> int:
+    """`sys.getrefcount(self)` inside a binary-operator method when `self` is an unnamed
+    temporary (`a * b + c`: the product is referenced only by the interpreter's stack),
+    measured on this interpreter; 0 (never reuse) if a named operand would look the same.
+
+    This is NumPy's temporary elision done in Python: a result that nothing else can see
+    may take the next operation in place, which saves an allocation (and, for large
+    tensors, the page faults of fresh memory) per operation.
+    """
+
+    class Probe:
+        def __add__(self, other):
+            return sys.getrefcount(self), sys.getrefcount(other)
+
+        def __radd__(self, other):
+            return sys.getrefcount(self)
+
+    def probe():
+        unnamed = Probe() + Probe()
+        unnamed_right = 1.0 + Probe()
+        a, b = Probe(), Probe()
+        named = a + b
+        named_right = 1.0 + a
+        return unnamed, named, unnamed_right, named_right
+
+    (self_t, other_t), (self_n, other_n), right_t, right_n = probe()
+    if self_t == other_t == right_t and self_t < self_n and other_t < other_n and right_t < right_n:
+        return self_t
+    return 0
+
+
+_TEMPORARY = _temporary_refcount()
+
+
 class MultiTensor:
-    """Same-dtype torch tensors that behave, for the optimizer's math, like one tensor."""
+    """Same-dtype torch tensors that behave, for the optimizer's math, like one tensor.
+
+    Arithmetic maps to `torch._foreach_*`. A result of that arithmetic is marked
+    `temporary`; when such a result is an operator's operand and nothing but the
+    expression being evaluated refers to it (an unnamed intermediate, see
+    `_temporary_refcount`), the operation reuses its buffers in place instead of
+    allocating new ones. Weights, gradients and slots are never temporaries, so they are
+    only ever written by `assign*`.
+    """
 
     is_multi_tensor = True
-    __slots__ = ("tensors", "indices")
+    __slots__ = ("tensors", "indices", "temporary")
 
-    def __init__(self, tensors: Sequence[torch.Tensor], indices: Sequence[int] = ()) -> None:
+    def __init__(self, tensors: Sequence[torch.Tensor], indices: Sequence[int] = (), temporary: bool = False) -> None:
         self.tensors = list(tensors)
         self.indices = list(indices)  # positions of these weights in the optimizer's variable list
+        self.temporary = temporary
 
     def gather(self, variables: Sequence[Any]) -> "MultiTensor":
         return MultiTensor([v.value for v in variables], self.indices)
@@ -40,42 +85,95 @@ class MultiTensor:
     def dtype(self) -> str:
         return backend.standardize_dtype(self.tensors[0].dtype)
 
-    # Arithmetic, out of place: each returns a new MultiTensor.
-    def __add__(self, other):
-        return MultiTensor(torch._foreach_add(self.tensors, _operand(other)))
+    def cast(self, dtype: str) -> "MultiTensor":
+        if backend.standardize_dtype(dtype) == self.dtype:
+            return self
+        torch_dtype = to_torch_dtype(dtype)
+        return MultiTensor([t.to(torch_dtype) for t in self.tensors], self.indices, temporary=True)
 
-    __radd__ = __add__
+    # Arithmetic. Each method tests its own operands' reference counts (a helper would
+    # add references of its own): `sys.getrefcount(x) <= _TEMPORARY` means that only the
+    # expression being evaluated holds `x`.
+    def __add__(self, other):
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+            torch._foreach_add_(self.tensors, _operand(other))
+            return self
+        if isinstance(other, MultiTensor) and other.temporary and sys.getrefcount(other) <= _TEMPORARY:
+            torch._foreach_add_(other.tensors, self.tensors)
+            return other
+        return MultiTensor(torch._foreach_add(self.tensors, _operand(other)), temporary=True)
+
+    def __radd__(self, other):
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+            torch._foreach_add_(self.tensors, _operand(other))
+            return self
+        return MultiTensor(torch._foreach_add(self.tensors, _operand(other)), temporary=True)
 
     def __sub__(self, other):
-        return MultiTensor(torch._foreach_sub(self.tensors, _operand(other)))
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+            torch._foreach_sub_(self.tensors, _operand(other))
+            return self
+        return MultiTensor(torch._foreach_sub(self.tensors, _operand(other)), temporary=True)
 
     def __rsub__(self, other):
-        return MultiTensor(torch._foreach_add(torch._foreach_neg(self.tensors), _operand(other)))
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+            result = self.tensors
+            torch._foreach_neg_(result)
+        else:
+            result = torch._foreach_neg(self.tensors)
+        torch._foreach_add_(result, _operand(other))
+        return self if result is self.tensors else MultiTensor(result, temporary=True)
 
     def __mul__(self, other):
-        return MultiTensor(torch._foreach_mul(self.tensors, _operand(other)))
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+            torch._foreach_mul_(self.tensors, _operand(other))
+            return self
+        if isinstance(other, MultiTensor) and other.temporary and sys.getrefcount(other) <= _TEMPORARY:
+            torch._foreach_mul_(other.tensors, self.tensors)
+            return other
+        return MultiTensor(torch._foreach_mul(self.tensors, _operand(other)), temporary=True)
 
-    __rmul__ = __mul__
+    def __rmul__(self, other):
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+            torch._foreach_mul_(self.tensors, _operand(other))
+            return self
+        return MultiTensor(torch._foreach_mul(self.tensors, _operand(other)), temporary=True)
 
     def __truediv__(self, other):
-        return MultiTensor(torch._foreach_div(self.tensors, _operand(other)))
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+            torch._foreach_div_(self.tensors, _operand(other))
+            return self
+        return MultiTensor(torch._foreach_div(self.tensors, _operand(other)), temporary=True)
 
     def __rtruediv__(self, other):
-        return MultiTensor(torch._foreach_mul(torch._foreach_reciprocal(self.tensors), _operand(other)))
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+            result = self.tensors
+            torch._foreach_reciprocal_(result)
+        else:
+            result = torch._foreach_reciprocal(self.tensors)
+        torch._foreach_mul_(result, _operand(other))
+        return self if result is self.tensors else MultiTensor(result, temporary=True)
 
     def __neg__(self):
-        return MultiTensor(torch._foreach_neg(self.tensors))
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+            torch._foreach_neg_(self.tensors)
+            return self
+        return MultiTensor(torch._foreach_neg(self.tensors), temporary=True)
 
+    # Named functions (called through `keras_adaptive.math`, whose own reference to the
+    # argument makes a temporary look named: these allocate unless given a temporary
+    # directly).
     def sqrt(self):
-        return MultiTensor(torch._foreach_sqrt(self.tensors))
+        return MultiTensor(torch._foreach_sqrt(self.tensors), temporary=True)
 
     def square(self):
-        return MultiTensor(torch._foreach_mul(self.tensors, self.tensors))
+        return MultiTensor(torch._foreach_mul(self.tensors, self.tensors), temporary=True)
 
     def maximum(self, other):
-        return MultiTensor(torch._foreach_maximum(self.tensors, _operand(other)))
+        return MultiTensor(torch._foreach_maximum(self.tensors, _operand(other)), temporary=True)
 
-    # Writes, in place, as keras.Variable's assign* (so `optimizer.assign*` works unchanged).
+    # Writes, in place, as keras.Variable's assign* (so `optimizer.assign*` works unchanged);
+    # a value computed in a wider dtype (float32 for half-precision weights) is rounded to ours.
     def assign(self, value) -> None:
         torch._foreach_copy_(self.tensors, _operand(value))
 
