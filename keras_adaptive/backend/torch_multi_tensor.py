@@ -9,6 +9,8 @@ it is evaluated with changes.
 from __future__ import annotations
 
 import sys
+import threading
+import weakref
 from collections import defaultdict
 from typing import Any, Sequence
 
@@ -59,31 +61,70 @@ def _temporary_refcount() -> int:
 _TEMPORARY = _temporary_refcount()
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+# Lazy linear combinations not yet evaluated in the current step (see MultiTensor._terms):
+# before any write, those that read the written tensors are evaluated, so a lazy value
+# always has the value the expression had where it was written.
+class _Pending(threading.local):
+    def __init__(self) -> None:
+        self.refs: list = []  # weak references: per thread, since optimizers may step in parallel threads
+
+
+_PENDING = _Pending()
+
+
 class MultiTensor:
     """Same-dtype torch tensors that behave, for the optimizer's math, like one tensor.
 
-    Arithmetic maps to `torch._foreach_*`. A result of that arithmetic is marked
-    `temporary`; when such a result is an operator's operand and nothing but the
-    expression being evaluated refers to it (an unnamed intermediate, see
-    `_temporary_refcount`), the operation reuses its buffers in place instead of
-    allocating new ones. Weights, gradients and slots are never temporaries, so they are
-    only ever written by `assign*`.
+    Arithmetic maps to `torch._foreach_*`, with two ways of not allocating:
+
+    - A result of that arithmetic is marked `temporary`; when such a result is an
+      operator's operand and nothing but the expression being evaluated refers to it (an
+      unnamed intermediate, see `_temporary_refcount`), the operation reuses its buffers.
+    - A sum of tensors times Python numbers (`beta * m + (1 - beta) * g`) stays lazy, a
+      list of (coefficient, tensors) terms, until it is read: assigned to one of its own
+      terms it is computed in place (`m *= beta; m += (1 - beta) * g`), added to or
+      subtracted from a weight it becomes `add_(..., alpha=)` calls, anything else
+      evaluates it once into a new temporary.
+
+    Weights, gradients and slots are never temporaries: they are written only by `assign*`.
     """
 
     is_multi_tensor = True
-    __slots__ = ("tensors", "indices", "temporary")
+    __slots__ = ("_tensors", "_terms", "indices", "temporary", "__weakref__")
 
-    def __init__(self, tensors: Sequence[torch.Tensor], indices: Sequence[int] = (), temporary: bool = False) -> None:
-        self.tensors = list(tensors)
+    def __init__(self, tensors: Sequence[torch.Tensor] = (), indices: Sequence[int] = (), temporary: bool = False,
+                 terms: list | None = None) -> None:
+        self._tensors = None if terms is not None else list(tensors)
+        self._terms = terms  # [(coefficient, tensor list)] while lazy
         self.indices = list(indices)  # positions of these weights in the optimizer's variable list
-        self.temporary = temporary
+        self.temporary = temporary or terms is not None
+        if terms is not None:
+            _PENDING.refs.append(weakref.ref(self))
+
+    @property
+    def tensors(self) -> list:
+        if self._tensors is None:
+            (c0, first), *rest = self._terms
+            out = torch._foreach_mul(first, c0)
+            for c, tensors in rest:
+                torch._foreach_add_(out, tensors, alpha=c)
+            self._tensors, self._terms = out, None
+        return self._tensors
+
+    def _linear_terms(self) -> list:
+        return self._terms if self._tensors is None else [(1.0, self._tensors)]
 
     def gather(self, variables: Sequence[Any]) -> "MultiTensor":
         return MultiTensor([v.value for v in variables], self.indices)
 
     @property
     def dtype(self) -> str:
-        return backend.standardize_dtype(self.tensors[0].dtype)
+        tensors = self._tensors if self._tensors is not None else self._terms[0][1]
+        return backend.standardize_dtype(tensors[0].dtype)
 
     def cast(self, dtype: str) -> "MultiTensor":
         if backend.standardize_dtype(dtype) == self.dtype:
@@ -95,70 +136,89 @@ class MultiTensor:
     # add references of its own): `sys.getrefcount(x) <= _TEMPORARY` means that only the
     # expression being evaluated holds `x`.
     def __add__(self, other):
-        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
-            torch._foreach_add_(self.tensors, _operand(other))
+        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
+            self._fold(other, 1.0)
             return self
-        if isinstance(other, MultiTensor) and other.temporary and sys.getrefcount(other) <= _TEMPORARY:
-            torch._foreach_add_(other.tensors, self.tensors)
-            return other
+        if isinstance(other, MultiTensor):
+            if other.temporary and other._tensors is not None and sys.getrefcount(other) <= _TEMPORARY:
+                other._fold(self, 1.0)
+                return other
+            return MultiTensor(terms=self._linear_terms() + other._linear_terms())
         return MultiTensor(torch._foreach_add(self.tensors, _operand(other)), temporary=True)
 
     def __radd__(self, other):
-        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
             torch._foreach_add_(self.tensors, _operand(other))
             return self
         return MultiTensor(torch._foreach_add(self.tensors, _operand(other)), temporary=True)
 
     def __sub__(self, other):
-        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
-            torch._foreach_sub_(self.tensors, _operand(other))
+        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
+            self._fold(other, -1.0)
             return self
+        if isinstance(other, MultiTensor):
+            return MultiTensor(terms=self._linear_terms() + [(-c, t) for c, t in other._linear_terms()])
         return MultiTensor(torch._foreach_sub(self.tensors, _operand(other)), temporary=True)
 
     def __rsub__(self, other):
-        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
             result = self.tensors
             torch._foreach_neg_(result)
         else:
             result = torch._foreach_neg(self.tensors)
         torch._foreach_add_(result, _operand(other))
-        return self if result is self.tensors else MultiTensor(result, temporary=True)
+        return self if result is self._tensors else MultiTensor(result, temporary=True)
 
     def __mul__(self, other):
-        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
             torch._foreach_mul_(self.tensors, _operand(other))
             return self
-        if isinstance(other, MultiTensor) and other.temporary and sys.getrefcount(other) <= _TEMPORARY:
+        if _is_number(other):
+            return MultiTensor(terms=[(c * other, t) for c, t in self._linear_terms()])
+        if isinstance(other, MultiTensor) and other.temporary and other._tensors is not None \
+                and sys.getrefcount(other) <= _TEMPORARY:
             torch._foreach_mul_(other.tensors, self.tensors)
             return other
         return MultiTensor(torch._foreach_mul(self.tensors, _operand(other)), temporary=True)
 
     def __rmul__(self, other):
-        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
             torch._foreach_mul_(self.tensors, _operand(other))
             return self
+        if _is_number(other):
+            return MultiTensor(terms=[(other * c, t) for c, t in self._linear_terms()])
         return MultiTensor(torch._foreach_mul(self.tensors, _operand(other)), temporary=True)
 
     def __truediv__(self, other):
-        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
             torch._foreach_div_(self.tensors, _operand(other))
             return self
         return MultiTensor(torch._foreach_div(self.tensors, _operand(other)), temporary=True)
 
     def __rtruediv__(self, other):
-        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
             result = self.tensors
             torch._foreach_reciprocal_(result)
         else:
             result = torch._foreach_reciprocal(self.tensors)
         torch._foreach_mul_(result, _operand(other))
-        return self if result is self.tensors else MultiTensor(result, temporary=True)
+        return self if result is self._tensors else MultiTensor(result, temporary=True)
 
     def __neg__(self):
-        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
             torch._foreach_neg_(self.tensors)
             return self
-        return MultiTensor(torch._foreach_neg(self.tensors), temporary=True)
+        return MultiTensor(terms=[(-c, t) for c, t in self._linear_terms()])
+
+    def _fold(self, other, sign: float) -> None:
+        """self += sign * other, in place (self is a materialized temporary)."""
+        if isinstance(other, MultiTensor):
+            for c, tensors in other._linear_terms():
+                torch._foreach_add_(self._tensors, tensors, alpha=sign * c)
+        elif sign > 0:
+            torch._foreach_add_(self._tensors, _operand(other))
+        else:
+            torch._foreach_sub_(self._tensors, _operand(other))
 
     # Named functions (called through `keras_adaptive.math`, whose own reference to the
     # argument makes a temporary look named: these allocate unless given a temporary
@@ -167,21 +227,57 @@ class MultiTensor:
         return MultiTensor(torch._foreach_sqrt(self.tensors), temporary=True)
 
     def square(self):
-        return MultiTensor(torch._foreach_mul(self.tensors, self.tensors), temporary=True)
+        tensors = self.tensors
+        return MultiTensor(torch._foreach_mul(tensors, tensors), temporary=True)
 
     def maximum(self, other):
         return MultiTensor(torch._foreach_maximum(self.tensors, _operand(other)), temporary=True)
 
     # Writes, in place, as keras.Variable's assign* (so `optimizer.assign*` works unchanged);
     # a value computed in a wider dtype (float32 for half-precision weights) is rounded to ours.
+    def _before_write(self, value: Any) -> None:
+        """Evaluate the pending lazy values that read our tensors, before they change."""
+        first = self._tensors[0]
+        for ref in list(_PENDING.refs):
+            lazy = ref()
+            if lazy is None or lazy._tensors is not None:
+                _PENDING.refs.remove(ref)
+            elif lazy is not value and any(t[0] is first for _, t in lazy._terms):
+                lazy.tensors  # noqa: B018 (evaluates it)
+                _PENDING.refs.remove(ref)
+
+    def _lazy_in_own_dtype(self, value: Any) -> bool:
+        return isinstance(value, MultiTensor) and value._tensors is None and \
+            value._terms[0][1][0].dtype == self._tensors[0].dtype
+
     def assign(self, value) -> None:
-        torch._foreach_copy_(self.tensors, _operand(value))
+        self._before_write(value)
+        if self._lazy_in_own_dtype(value):
+            terms = value._terms
+            own = [c for c, t in terms if t[0] is self._tensors[0]]
+            if len(own) == 1:  # x = a*x + b*y + ...: scale x in place, then add the rest
+                torch._foreach_mul_(self._tensors, own[0])
+                for c, tensors in terms:
+                    if tensors[0] is not self._tensors[0]:
+                        torch._foreach_add_(self._tensors, tensors, alpha=c)
+                return
+        torch._foreach_copy_(self._tensors, _operand(value))
 
     def assign_add(self, value) -> None:
-        torch._foreach_add_(self.tensors, _operand(value))
+        self._before_write(value)
+        if self._lazy_in_own_dtype(value) and not any(t[0] is self._tensors[0] for _, t in value._terms):
+            for c, tensors in value._terms:
+                torch._foreach_add_(self._tensors, tensors, alpha=c)
+            return
+        torch._foreach_add_(self._tensors, _operand(value))
 
     def assign_sub(self, value) -> None:
-        torch._foreach_sub_(self.tensors, _operand(value))
+        self._before_write(value)
+        if self._lazy_in_own_dtype(value) and not any(t[0] is self._tensors[0] for _, t in value._terms):
+            for c, tensors in value._terms:
+                torch._foreach_add_(self._tensors, tensors, alpha=-c)
+            return
+        torch._foreach_sub_(self._tensors, _operand(value))
 
 
 @torch.no_grad()
@@ -195,6 +291,7 @@ def update(optimizer: Any, grads: Sequence[Any], variables: Sequence[Any], learn
     for grad, variable in zip(grads, variables):
         value = variable.value
         groups[(value.dtype, value.device)].append((grad, value, optimizer._get_variable_index(variable)))
+    _PENDING.refs.clear()
     kernel = torch_fused.select(optimizer)
     lr = step = None
     for members in groups.values():
