@@ -61,8 +61,15 @@ def _temporary_refcount() -> int:
 _TEMPORARY = _temporary_refcount()
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+def _as_number(x: Any) -> Any:
+    """x as a Python float if it is a real scalar we can read for free: a Python number, or a
+    0-d floating tensor on the CPU (`.item()` of a CUDA tensor would wait for the device)."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return float(x)
+    x = _operand(x)
+    if isinstance(x, torch.Tensor) and x.dim() == 0 and x.device.type == "cpu" and x.is_floating_point():
+        return x.item()
+    return None
 
 
 # Lazy linear combinations not yet evaluated in the current step (see MultiTensor._terms):
@@ -136,7 +143,8 @@ class MultiTensor:
     # add references of its own): `sys.getrefcount(x) <= _TEMPORARY` means that only the
     # expression being evaluated holds `x`.
     def __add__(self, other):
-        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and (self._tensors is not None or not isinstance(other, MultiTensor)) \
+                and sys.getrefcount(self) <= _TEMPORARY:
             self._fold(other, 1.0)
             return self
         if isinstance(other, MultiTensor):
@@ -147,13 +155,14 @@ class MultiTensor:
         return MultiTensor(torch._foreach_add(self.tensors, _operand(other)), temporary=True)
 
     def __radd__(self, other):
-        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:  # lazy: evaluated into new buffers
             torch._foreach_add_(self.tensors, _operand(other))
             return self
         return MultiTensor(torch._foreach_add(self.tensors, _operand(other)), temporary=True)
 
     def __sub__(self, other):
-        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and (self._tensors is not None or not isinstance(other, MultiTensor)) \
+                and sys.getrefcount(self) <= _TEMPORARY:
             self._fold(other, -1.0)
             return self
         if isinstance(other, MultiTensor):
@@ -161,7 +170,7 @@ class MultiTensor:
         return MultiTensor(torch._foreach_sub(self.tensors, _operand(other)), temporary=True)
 
     def __rsub__(self, other):
-        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:  # lazy: evaluated into new buffers
             result = self.tensors
             torch._foreach_neg_(result)
         else:
@@ -173,8 +182,9 @@ class MultiTensor:
         if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
             torch._foreach_mul_(self.tensors, _operand(other))
             return self
-        if _is_number(other):
-            return MultiTensor(terms=[(c * other, t) for c, t in self._linear_terms()])
+        number = _as_number(other)
+        if number is not None:
+            return MultiTensor(terms=[(c * number, t) for c, t in self._linear_terms()])
         if isinstance(other, MultiTensor) and other.temporary and other._tensors is not None \
                 and sys.getrefcount(other) <= _TEMPORARY:
             torch._foreach_mul_(other.tensors, self.tensors)
@@ -185,18 +195,19 @@ class MultiTensor:
         if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
             torch._foreach_mul_(self.tensors, _operand(other))
             return self
-        if _is_number(other):
-            return MultiTensor(terms=[(other * c, t) for c, t in self._linear_terms()])
+        number = _as_number(other)
+        if number is not None:
+            return MultiTensor(terms=[(number * c, t) for c, t in self._linear_terms()])
         return MultiTensor(torch._foreach_mul(self.tensors, _operand(other)), temporary=True)
 
     def __truediv__(self, other):
-        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:  # lazy: evaluated into new buffers
             torch._foreach_div_(self.tensors, _operand(other))
             return self
         return MultiTensor(torch._foreach_div(self.tensors, _operand(other)), temporary=True)
 
     def __rtruediv__(self, other):
-        if self.temporary and self._tensors is not None and sys.getrefcount(self) <= _TEMPORARY:
+        if self.temporary and sys.getrefcount(self) <= _TEMPORARY:  # lazy: evaluated into new buffers
             result = self.tensors
             torch._foreach_reciprocal_(result)
         else:
@@ -211,7 +222,8 @@ class MultiTensor:
         return MultiTensor(terms=[(-c, t) for c, t in self._linear_terms()])
 
     def _fold(self, other, sign: float) -> None:
-        """self += sign * other, in place (self is a materialized temporary)."""
+        """self += sign * other, in place (self is a temporary: a lazy one is evaluated first)."""
+        self.tensors  # noqa: B018
         if isinstance(other, MultiTensor):
             for c, tensors in other._linear_terms():
                 torch._foreach_add_(self._tensors, tensors, alpha=sign * c)
