@@ -216,10 +216,10 @@ def build(mnist_path: Optional[str], data_source: str, default_backend: str = "t
                                 if p != "learning_rate":
                                     widgets[p] = _widget(p, entry, i)
                     slots.append((name, widgets, more))
+            with gr.Column(scale=7):
                 with gr.Row():
                     train_button = gr.Button("Train", variant="primary", elem_id="train")
                     stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-            with gr.Column(scale=7):
                 status = gr.Markdown("Choose optimizers and press **Train**.", elem_id="status")
                 plot = gr.HTML(plots.placeholder("The curves appear here while training runs."), elem_id="plot")
                 with gr.Row():
