@@ -331,10 +331,16 @@ def build(mnist_path: Optional[str], data_source: str, default_backend: str = "t
                         break
                     if count != drawn and now - last >= FRAME_SECONDS:
                         drawn, last = count, now
-                        yield (render(comparison, session.options), summary_rows(comparison),
-                               status_text(comparison), gr.skip(), gr.skip())
+                        with comparison._lock:  # not while Stop is ending the run: its frame is the last
+                            if comparison.stopped:
+                                return
+                            frame = (render(comparison, session.options), summary_rows(comparison),
+                                     status_text(comparison), gr.skip(), gr.skip())
+                        yield frame
                     else:
                         time.sleep(0.05)
+                if comparison.stopped:
+                    return  # Stop writes the files and draws the last frame
                 csv_path, png_path = write_downloads(session)
                 yield (render(comparison, session.options), summary_rows(comparison), status_text(comparison),
                        gr.update(value=csv_path, interactive=True), gr.update(value=png_path, interactive=True))

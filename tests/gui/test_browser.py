@@ -69,7 +69,7 @@ def test_two_sessions_stay_apart_and_stop_ends_only_its_own_run(gui_server, brow
     for page in (a, b):
         ui.choose_radio(page, "backend", BACKEND)
     ui.set_number(a, "epochs", 2)
-    ui.set_number(a, "steps-per-epoch", 100)
+    ui.set_number(a, "steps-per-epoch", 40)
     ui.choose(b, "opt1-name", "nadam")
     ui.choose(b, "opt2-name", "(none)")
     ui.set_number(b, "epochs", 20)
@@ -85,7 +85,7 @@ def test_two_sessions_stay_apart_and_stop_ends_only_its_own_run(gui_server, brow
     assert stopped_at >= 20  # the curve so far stays
     ui.wait_status(a, r"Finished", timeout=150)
     assert ui.legend(a) == ["adam", "rmsprop"]
-    assert ui.curve_points(a, "loss-0") == 200
+    assert [r[2:4] for r in ui.summary(a)] == [["finished", "80"]] * 2
     assert ui.legend(b) == ["nadam (stopped)"] and ui.curve_points(b, "loss-0") == stopped_at
     assert [r[2] for r in ui.summary(b)] == ["stopped"]
     assert b.locator("#download-csv").is_enabled()
@@ -127,13 +127,13 @@ def test_2d_function_run_draws_the_paths_over_the_contours(gui_server, browser, 
     ui.choose(page, "preset", "Rosenbrock: SGD, Momentum, RMSProp, Adam")
     ui.wait_value(page, "#task input", "rosenbrock")
     ui.wait_value(page, "#opt4-learning_rate input", "0.05")
-    ui.set_number(page, "steps-2d", 150)
+    ui.set_number(page, "steps-2d", 100)
     ui.choose_radio(page, "backend", BACKEND)
     page.click("#train")
     ui.wait_status(page, r"Finished")
     # Points outside the axes are clipped from the SVG, so count steps in the table.
     ui.wait_curves(page, [f"path-{i}" for i in range(4)], min_points=5, timeout=10)
-    assert [r[2:4] for r in ui.summary(page)] == [["finished", "150"]] * 4
+    assert [r[2:4] for r in ui.summary(page)] == [["finished", "100"]] * 4
     labels = ui.legend(page)
     assert labels[:2] == ["minimum", "start"]
     assert labels[2:] == ["sgd (learning_rate=0.001)", "sgd (learning_rate=0.0005, momentum=0.9)",
