@@ -229,7 +229,7 @@ def build(mnist_path: Optional[str], data_source: str, default_backend: str = "t
                     x_axis = gr.Radio([("step", "step"), ("wall-clock time", "time")], value="step",
                                       label="x axis", elem_id="x-axis")
                 summary = gr.Dataframe(headers=SUMMARY_COLUMNS, value=[], label="Summary", interactive=False,
-                                       elem_id="summary", wrap=True)
+                                       elem_id="summary", wrap=False)
                 with gr.Row():
                     csv_button = gr.DownloadButton("Download CSV", interactive=False, elem_id="download-csv")
                     png_button = gr.DownloadButton("Download PNG", interactive=False, elem_id="download-png")

@@ -77,11 +77,16 @@ def wait_status(page, pattern: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         time.sleep(0.2)
 
 
-def legend(page) -> list[str]:
-    """The legend entries of the figure, read from its SVG."""
-    return page.eval_on_selector_all(
-        '#plot svg g[id^="legend"] text', "els => els.map(e => e.textContent.trim())"
-    )
+def legend(page, timeout: float = 10.0) -> list[str]:
+    """The legend entries of the figure, read from its SVG (waiting for a drawn legend)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        labels = page.eval_on_selector_all(
+            '#plot svg g[id^="legend"] text', "els => els.map(e => e.textContent.trim())"
+        )
+        if labels or time.monotonic() > deadline:
+            return labels
+        time.sleep(0.1)
 
 
 def curve_points(page, gid: str) -> int:
