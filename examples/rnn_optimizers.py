@@ -36,7 +36,7 @@ def main():
     print(f"{source}; GRU(64) over 28 rows, {len(x)} images, {epochs} epochs, backend {_common.backend_name()}")
 
     results = {}
-    for name, make in _common.optimizer_set().items():
+    for name, make in _common.optimizer_set(args.short).items():
         optimizer = make()
         model = _common.compile_classifier(gru_model(args.seed), optimizer)
         losses, seconds = _common.fit_with_batch_losses(model, x, y, 128, epochs, shuffle=False)

@@ -1,0 +1,146 @@
+"""What OptimizerMonitor costs: training time of the MNIST MLP with and without monitoring.
+
+The 784-256-256-10 MLP, batch 128, Adam, `model.fit` on the current backend. Three
+configurations, run in interleaved rounds, each a fresh model trained for `--epochs`
+epochs; the first epoch of each run (tracing, compiling, the monitor's own compiling) is
+reported apart and the steady-state time per step is the median over the later epochs:
+
+- no monitor;
+- `OptimizerMonitor(every=10)`: effective-LR percentiles and update ratios;
+- `OptimizerMonitor(every=10, probe_data=64 samples)`: plus the probe-batch gradient norm.
+
+    python examples/monitor_overhead.py                     # current KERAS_BACKEND
+    python examples/monitor_overhead.py --backends tensorflow,jax,torch
+    python examples/monitor_overhead.py --short
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import _common
+
+
+def measure(args):
+    import keras
+
+    import keras_adaptive as ka
+    from keras_adaptive.callbacks import OptimizerMonitor
+
+    x, y, _, _, source = _common.load_mnist(args)
+    n = (len(x) // 128) * 128
+    x, y = x[:n], y[:n]
+    configs = {
+        "none": lambda: [],
+        "every 10": lambda: [OptimizerMonitor(every=10, log_to_history=False)],
+        "every 10 + probe": lambda: [OptimizerMonitor(every=10, probe_data=(x[:64], y[:64]), log_to_history=False)],
+    }
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self._start)
+
+    steps = n // 128
+    per_step = {name: [] for name in configs}
+    first = {name: [] for name in configs}
+    for _ in range(args.rounds):
+        for name, make_callbacks in configs.items():
+            model = _common.compile_classifier(_common.mlp(seed=args.seed), ka.Adam())
+            timer = EpochTimer()
+            # The timer goes last, so an epoch's time includes the monitor's callbacks.
+            model.fit(x, y, batch_size=128, epochs=args.epochs, verbose=0, callbacks=[*make_callbacks(), timer])
+            first[name].append(timer.times[0])
+            per_step[name].extend(t / steps * 1e3 for t in timer.times[1:])
+    return {
+        "backend": _common.backend_name(),
+        "source": source,
+        "steps_per_epoch": steps,
+        "load_average": os.getloadavg()[0],
+        "ms_per_step": {name: float(np.median(v)) for name, v in per_step.items()},
+        "ms_per_step_all": per_step,
+        "first_epoch_s": {name: float(np.median(v)) for name, v in first.items()},
+    }
+
+
+def report(result) -> None:
+    base = result["ms_per_step"]["none"]
+    print(f"{result['backend']}: {result['steps_per_epoch']} steps/epoch, {result['source']}; "
+          f"load average at the end {result['load_average']:.1f}")
+    for name, ms in result["ms_per_step"].items():
+        overhead = "" if name == "none" else f"  overhead {100 * (ms / base - 1):+.1f}%"
+        print(f"  {name:18s} {ms:7.3f} ms/step (median over epochs 2+){overhead}   "
+              f"first epoch {result['first_epoch_s'][name]:.2f} s")
+
+
+def main():
+    p = _common.parser(__doc__.splitlines()[0])
+    _common.add_mnist_arguments(p, train_size=6000)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--backends", default=None, help="comma-separated: run each in its own process")
+    p.add_argument("--json", default=None, help=argparse_json_help())
+    args = p.parse_args()
+    if args.short:
+        args.epochs, args.rounds, args.train_size = 2, 1, 1024
+
+    if args.backends:
+        results = []
+        for backend in args.backends.split(","):
+            out = os.path.join(args.out, f"monitor_overhead_{backend}.json")
+            command = [sys.executable, os.path.abspath(__file__), "--json", out, "--out", args.out,
+                       "--epochs", str(args.epochs), "--rounds", str(args.rounds), "--train-size", str(args.train_size)]
+            command += ["--mnist", args.mnist] if args.mnist else []
+            subprocess.run(command, check=True, env={**os.environ, "KERAS_BACKEND": backend})
+            with open(out) as f:
+                results.append(json.load(f))
+    else:
+        results = [measure(args)]
+        if args.json:
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+            with open(args.json, "w") as f:
+                json.dump(results[0], f)
+        report(results[0])
+        if args.json:
+            return
+
+    if args.backends:
+        for result in results:
+            report(result)
+    plt = _common.pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    names = list(results[0]["ms_per_step"])
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = [r["ms_per_step"][name] for r in results]
+        bars = ax.bar(np.arange(len(results)) + i * width, values, width, label=name)
+        if name != "none":
+            for bar, r in zip(bars, results):
+                pct = 100 * (r["ms_per_step"][name] / r["ms_per_step"]["none"] - 1)
+                ax.annotate(f"{pct:+.1f}%", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(np.arange(len(results)) + width * (len(names) - 1) / 2, [r["backend"] for r in results])
+    ax.set(ylabel="ms per training step (median, epochs 2+)",
+           title="OptimizerMonitor overhead, MNIST MLP 784-256-256-10, batch 128, Adam")
+    ax.legend(fontsize=8)
+    _common.save(fig, args, "monitor_overhead.png")
+
+
+def argparse_json_help() -> str:
+    return "write the measurements of this backend to this JSON file (used by --backends)"
+
+
+if __name__ == "__main__":
+    main()
