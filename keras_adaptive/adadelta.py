@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_adaptive.math import bias_correction, ema, sqrt, square
+from keras_adaptive.math import bias_correction, cast, ema, sqrt, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_non_negative, check_unit_interval
 
@@ -78,21 +78,22 @@ class AdaDelta(AdaptiveOptimizer):
         return names + ("first_moment",) if self.momentum > 0 else names
 
     def update_step(self, gradient, variable, learning_rate):
-        alpha = ops.cast(learning_rate, variable.dtype)
+        dtype = self.compute_dtype(variable)
+        g, alpha = cast(gradient, dtype), ops.cast(learning_rate, dtype)
         r, s = self.slots(variable, "second_moment", "delta_second_moment")
-        self.assign(r, ema(r, square(gradient), self.rho))  # (1)
-        h = gradient
+        self.assign(r, ema(r, square(g), self.rho))  # (1)
+        h = g
         if self.momentum > 0:
             (m,) = self.slots(variable, "first_moment")
-            self.assign(m, ema(m, gradient, self.momentum))  # (2)
-            h = m / ops.cast(bias_correction(self.momentum, self.step_count()), variable.dtype)
+            self.assign(m, ema(m, g, self.momentum))  # (2)
+            h = m / ops.cast(bias_correction(self.momentum, self.step_count()), dtype)
         delta = -(sqrt(s + self.epsilon) / sqrt(r + self.epsilon)) * h  # (3)
         self.assign(s, ema(s, square(delta), self.rho))  # (4)
         self.assign_add(variable, alpha * delta)  # (5)
 
     def effective_learning_rate(self, variable):
         r, s = self.slots(variable, "second_moment", "delta_second_moment")
-        return ops.cast(self.learning_rate, variable.dtype) * sqrt(s + self.epsilon) / sqrt(r + self.epsilon)
+        return ops.cast(self.learning_rate, self.compute_dtype(variable)) * sqrt(s + self.epsilon) / sqrt(r + self.epsilon)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon, "momentum": self.momentum}

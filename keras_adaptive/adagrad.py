@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_adaptive.math import EPSILON_PLACEMENTS, rms_denominator, square
+from keras_adaptive.math import EPSILON_PLACEMENTS, cast, rms_denominator, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_choice, check_non_negative
 
@@ -75,14 +75,15 @@ class AdaGrad(AdaptiveOptimizer):
         return keras.initializers.Constant(self.initial_accumulator_value)
 
     def update_step(self, gradient, variable, learning_rate):
-        alpha = ops.cast(learning_rate, variable.dtype)
+        dtype = self.compute_dtype(variable)
+        g, alpha = cast(gradient, dtype), ops.cast(learning_rate, dtype)
         (r,) = self.slots(variable, "accumulator")
-        self.assign_add(r, square(gradient))  # (1)
-        self.assign_sub(variable, alpha * gradient / rms_denominator(r, self.epsilon, self.epsilon_placement))  # (2)
+        self.assign_add(r, square(g))  # (1)
+        self.assign_sub(variable, alpha * g / rms_denominator(r, self.epsilon, self.epsilon_placement))  # (2)
 
     def effective_learning_rate(self, variable):
         (r,) = self.slots(variable, "accumulator")
-        return ops.cast(self.learning_rate, variable.dtype) / rms_denominator(r, self.epsilon, self.epsilon_placement)
+        return ops.cast(self.learning_rate, self.compute_dtype(variable)) / rms_denominator(r, self.epsilon, self.epsilon_placement)
 
     def get_config(self) -> dict:
         return {

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_adaptive.math import EPSILON_PLACEMENTS, bias_correction, ema, maximum, rms_denominator, square
+from keras_adaptive.math import EPSILON_PLACEMENTS, bias_correction, cast, ema, maximum, rms_denominator, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_bool, check_choice, check_non_negative, check_unit_interval
 
@@ -94,10 +94,11 @@ class Adam(AdaptiveOptimizer):
         return names + ("max_second_moment",) if self.amsgrad else names
 
     def update_step(self, gradient, variable, learning_rate):
-        alpha = ops.cast(learning_rate, variable.dtype)
+        dtype = self.compute_dtype(variable)
+        g, alpha = cast(gradient, dtype), ops.cast(learning_rate, dtype)
         m, v = self.slots(variable, "first_moment", "second_moment")
-        self.assign(m, ema(m, gradient, self.beta_1))  # (1)
-        self.assign(v, ema(v, square(gradient), self.beta_2))  # (2)
+        self.assign(m, ema(m, g, self.beta_1))  # (1)
+        self.assign(v, ema(v, square(g), self.beta_2))  # (2)
         if self.amsgrad:
             (v_max,) = self.slots(variable, "max_second_moment")
             self.assign(v_max, maximum(v_max, v))  # (3)
@@ -105,18 +106,18 @@ class Adam(AdaptiveOptimizer):
         m_hat, v_hat = m, v
         if self.bias_correction:
             t = self.step_count()
-            m_hat = m / ops.cast(bias_correction(self.beta_1, t), variable.dtype)  # (4)
-            v_hat = v / ops.cast(bias_correction(self.beta_2, t), variable.dtype)  # (4)
+            m_hat = m / ops.cast(bias_correction(self.beta_1, t), dtype)  # (4)
+            v_hat = v / ops.cast(bias_correction(self.beta_2, t), dtype)  # (4)
         self.assign_sub(variable, alpha * m_hat / rms_denominator(v_hat, self.epsilon, self.epsilon_placement))  # (5)
 
     def effective_learning_rate(self, variable):
-        names = ("max_second_moment",) if self.amsgrad else ("second_moment",)
-        (v,) = self.slots(variable, *names)
-        alpha = ops.cast(self.learning_rate, variable.dtype)
+        dtype = self.compute_dtype(variable)
+        (v,) = self.slots(variable, "max_second_moment" if self.amsgrad else "second_moment")
+        alpha = ops.cast(self.learning_rate, dtype)
         if self.bias_correction:
             t = self.step_count()
-            alpha = alpha / ops.cast(bias_correction(self.beta_1, t), variable.dtype)
-            v = v / ops.cast(bias_correction(self.beta_2, t), variable.dtype)
+            alpha = alpha / ops.cast(bias_correction(self.beta_1, t), dtype)
+            v = v / ops.cast(bias_correction(self.beta_2, t), dtype)
         return alpha / rms_denominator(v, self.epsilon, self.epsilon_placement)
 
     def get_config(self) -> dict:

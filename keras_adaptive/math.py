@@ -20,6 +20,10 @@ def _is_multi_tensor(x: Any) -> bool:
     return getattr(x, "is_multi_tensor", False)
 
 
+def cast(x, dtype: str):
+    return x.cast(dtype) if _is_multi_tensor(x) else ops.cast(x, dtype)
+
+
 def sqrt(x):
     return x.sqrt() if _is_multi_tensor(x) else ops.sqrt(x)
 

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_adaptive.math import bias_correction, ema, nadam_momentum, rms_denominator, square
+from keras_adaptive.math import bias_correction, cast, ema, nadam_momentum, rms_denominator, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_non_negative, check_unit_interval
 
@@ -75,10 +75,7 @@ class Nadam(AdaptiveOptimizer):
     def slot_names(self) -> tuple[str, ...]:
         return ("first_moment", "second_moment")
 
-    def build(self, var_list: list) -> None:
-        if self.built:
-            return
-        super().build(var_list)
+    def build_step_state(self) -> None:
         # One scalar for the whole model; float32 so that it does not round to 1 in float16.
         self._mu_product = self.add_variable((), initializer="ones", dtype="float32", name="mu_product")
 
@@ -88,8 +85,8 @@ class Nadam(AdaptiveOptimizer):
         super()._backend_update_step(grads, trainable_variables, learning_rate)
 
     def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        alpha = ops.cast(learning_rate, dtype)
+        dtype = self.compute_dtype(variable)
+        g, alpha = cast(gradient, dtype), ops.cast(learning_rate, dtype)
         t = self.step_count()
         mu = nadam_momentum(self.beta_1, t, self.momentum_decay)
         mu_next = nadam_momentum(self.beta_1, t + 1, self.momentum_decay)
@@ -97,16 +94,17 @@ class Nadam(AdaptiveOptimizer):
         gradient_weight = ops.cast((1 - mu) / (1 - product), dtype)
         moment_weight = ops.cast(mu_next / (1 - product * mu_next), dtype)
         m, v = self.slots(variable, "first_moment", "second_moment")
-        self.assign(m, ema(m, gradient, self.beta_1))  # (1)
-        self.assign(v, ema(v, square(gradient), self.beta_2))  # (2)
+        self.assign(m, ema(m, g, self.beta_1))  # (1)
+        self.assign(v, ema(v, square(g), self.beta_2))  # (2)
         v_hat = v / ops.cast(bias_correction(self.beta_2, t), dtype)  # (3)
-        nesterov_moment = gradient_weight * gradient + moment_weight * m
+        nesterov_moment = gradient_weight * g + moment_weight * m
         self.assign_sub(variable, alpha * nesterov_moment / rms_denominator(v_hat, self.epsilon, "outside"))  # (4)
 
     def effective_learning_rate(self, variable):
+        dtype = self.compute_dtype(variable)
         (v,) = self.slots(variable, "second_moment")
-        v_hat = v / ops.cast(bias_correction(self.beta_2, self.step_count()), variable.dtype)
-        return ops.cast(self.learning_rate, variable.dtype) / rms_denominator(v_hat, self.epsilon, "outside")
+        v_hat = v / ops.cast(bias_correction(self.beta_2, self.step_count()), dtype)
+        return ops.cast(self.learning_rate, dtype) / rms_denominator(v_hat, self.epsilon, "outside")
 
     def get_config(self) -> dict:
         return {

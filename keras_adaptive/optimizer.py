@@ -7,12 +7,30 @@ whole step through PyTorch's multi-tensor operations. Subclasses hold only their
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import keras
-from keras import ops
+import numpy as np
+from keras import backend, ops
 
 from keras_adaptive.validation import check_learning_rate, check_non_negative
+
+
+HALF_PRECISION = ("float16", "bfloat16")
+
+# Saved beside the optimizer's variables ("0", "1", ...): which slots they are, so that a
+# checkpoint of another slot layout is refused instead of loaded into the wrong slots.
+STATE_LAYOUT_KEY = "keras_adaptive_state_layout"
+
+
+def _as_dtype_of(variable: Any, value: Any) -> Any:
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or getattr(value, "is_multi_tensor", False):
+        return value  # a Python number, or a MultiTensor (which casts on assignment)
+    if backend.standardize_dtype(dtype) == backend.standardize_dtype(variable.dtype):
+        return value
+    return ops.cast(value, variable.dtype)
 
 
 def _dense(gradient: Any) -> Any:
@@ -64,6 +82,39 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.multi_tensor = bool(multi_tensor)
 
+    @property
+    def learning_rate(self) -> Any:
+        return self._get_current_learning_rate()
+
+    @learning_rate.setter
+    def learning_rate(self, value: Any) -> None:
+        check_learning_rate(value)
+        keras.optimizers.Optimizer.learning_rate.fset(self, value)
+
+    def apply(self, grads: list, trainable_variables: Any = None) -> Any:
+        """Keras' `apply`, after checks that leave the optimizer untouched when they fail."""
+        grads = list(grads)
+        if trainable_variables is not None:
+            trainable_variables = list(trainable_variables)
+            if len(grads) != len(trainable_variables):
+                raise ValueError(
+                    f"Arguments `grads` and `trainable_variables` must have the same length, got "
+                    f"{len(grads)} gradients for {len(trainable_variables)} variables."
+                )
+            for i, (g, v) in enumerate(zip(grads, trainable_variables)):
+                if g is not None and tuple(g.shape) != tuple(v.shape):
+                    raise ValueError(
+                        f"Argument `grads`[{i}] has shape {tuple(g.shape)}, but its variable "
+                        f"{getattr(v, 'path', v.name)!r} has shape {tuple(v.shape)}."
+                    )
+        if callable(self._learning_rate):
+            shape = tuple(getattr(self.learning_rate, "shape", ()))  # a callable may return a float
+            if shape != ():
+                raise ValueError(
+                    f"The learning-rate schedule {self._learning_rate!r} must return a scalar, got shape {shape}."
+                )
+        return super().apply(grads, trainable_variables)
+
     # --- state -------------------------------------------------------------------
 
     def slot_names(self) -> tuple[str, ...]:
@@ -73,15 +124,40 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
     def slot_initializer(self, name: str) -> Any:
         return "zeros"
 
+    def compute_dtype(self, variable: Any) -> str:
+        """The dtype of this weight's state and update arithmetic: float32 for float16 and
+        bfloat16 weights, else the weight's own. Half-precision moments underflow (the
+        square of a 1e-4 gradient is below float16's smallest number) or round away small
+        updates (bfloat16 has 8 significant bits)."""
+        dtype = backend.standardize_dtype(variable.dtype)
+        return "float32" if dtype in HALF_PRECISION else dtype
+
+    def build_step_state(self) -> None:
+        """Create state shared by all weights (Nadam's momentum product), after the slots."""
+
     def build(self, var_list: list) -> None:
         if self.built:
             return
         super().build(var_list)
-        names = list(self.slot_names())
-        slots = ()
-        if names:
-            slots = self.add_optimizer_variables(var_list, names, [self.slot_initializer(n) for n in names])
-        self._slot_variables = dict(zip(names, slots))
+        names = self.slot_names()
+        self._slot_variables = {name: [] for name in names}
+        # Interleaved per weight, as Keras' add_optimizer_variables does: the saved order.
+        for variable in var_list:
+            for name in names:
+                slot = None
+                if not self._overwrite_variable_with_gradient(variable):
+                    slot = self.add_variable(
+                        shape=variable.shape,
+                        initializer=self.slot_initializer(name),
+                        dtype=self.compute_dtype(variable),
+                        name=f"{getattr(variable, 'path', variable.name).replace('/', '_')}_{name}",
+                        layout=getattr(variable, "_layout", None),  # slots are sharded as their weight
+                    )
+                self._slot_variables[name].append(slot)
+        self.build_step_state()
+        if getattr(self, "_pending_state", None) is not None:
+            state, self._pending_state = self._pending_state, None
+            self._restore_state(state)
 
     def slots(self, variable: Any, *names: str) -> list:
         """The state named `names` belonging to `variable` (a model variable, or a
@@ -96,6 +172,67 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         excluded). Kept in float32 because float16 cannot count past 2048 or resolve
         `0.999^t`; cast what is computed from it to the weights' dtype."""
         return ops.cast(self.iterations + 1, "float32")
+
+    # Writes cast the update to the weight's dtype (it is computed in `compute_dtype`).
+    def assign(self, variable: Any, value: Any) -> None:
+        super().assign(variable, _as_dtype_of(variable, value))
+
+    def assign_add(self, variable: Any, value: Any) -> None:
+        super().assign_add(variable, _as_dtype_of(variable, value))
+
+    def assign_sub(self, variable: Any, value: Any) -> None:
+        super().assign_sub(variable, _as_dtype_of(variable, value))
+
+    # --- checkpoints -------------------------------------------------------------
+
+    def state_layout(self) -> dict:
+        """What the saved state holds: the optimizer, its slot names, its variable count."""
+        return {"optimizer": type(self).__name__, "slots": list(self.slot_names()), "variables": len(self.variables)}
+
+    def save_own_variables(self, store: Any) -> None:
+        super().save_own_variables(store)
+        store[STATE_LAYOUT_KEY] = np.frombuffer(json.dumps(self.state_layout()).encode(), dtype=np.uint8)
+
+    def load_own_variables(self, store: Any) -> None:
+        """Restore saved state, or refuse it with a ValueError if it does not fit.
+
+        Keras' base optimizer skips a mismatched state with only a warning (keras issues
+        19615, 20128), which silently restarts the moments. Here a state saved by another
+        optimizer or configuration (another slot layout: `amsgrad`, `centered`,
+        `momentum`...) raises. A state loaded before the optimizer is built (before its
+        first step) is kept and restored when it is built.
+        """
+        state = {key: np.asarray(store[key]) for key in store.keys()}
+        if not self.built:
+            self._pending_state = state
+            return
+        self._restore_state(state)
+
+    def _restore_state(self, state: dict) -> None:
+        layout = state.pop(STATE_LAYOUT_KEY, None)
+        ours = self.state_layout()
+        where = f"optimizer {self.name!r} ({ours['optimizer']}, slots {ours['slots']}, {ours['variables']} variables)"
+        if layout is not None:
+            saved = json.loads(bytes(layout).decode())
+            if saved["slots"] != ours["slots"]:
+                raise ValueError(
+                    f"Cannot restore the state of {where}: the checkpoint was saved by {saved['optimizer']} with "
+                    f"slots {saved['slots']}. Build the optimizer with the arguments it was saved with, or load "
+                    f"the model weights alone and start a fresh optimizer."
+                )
+        if len(state) != len(self.variables):
+            raise ValueError(
+                f"Cannot restore the state of {where}: the checkpoint holds {len(state)} optimizer variables. "
+                f"It was saved by another optimizer or configuration, or for another model."
+            )
+        for i, variable in enumerate(self.variables):
+            value = state[str(i)]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"Cannot restore the state of {where}: saved variable {i} has shape {tuple(value.shape)}, "
+                    f"{variable.path} has shape {tuple(variable.shape)}."
+                )
+            variable.assign(value)
 
     # --- monitoring ----------------------------------------------------------------
 

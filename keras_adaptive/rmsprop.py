@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_adaptive.math import EPSILON_PLACEMENTS, ema, rms_denominator, square
+from keras_adaptive.math import EPSILON_PLACEMENTS, cast, ema, rms_denominator, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_bool, check_choice, check_non_negative, check_unit_interval
 
@@ -90,15 +90,16 @@ class RMSProp(AdaptiveOptimizer):
         return names
 
     def update_step(self, gradient, variable, learning_rate):
-        alpha = ops.cast(learning_rate, variable.dtype)
+        dtype = self.compute_dtype(variable)
+        g, alpha = cast(gradient, dtype), ops.cast(learning_rate, dtype)
         (r,) = self.slots(variable, "second_moment")
-        self.assign(r, ema(r, square(gradient), self.rho))  # (1)
+        self.assign(r, ema(r, square(g), self.rho))  # (1)
         d = r
         if self.centered:
             (a,) = self.slots(variable, "first_moment")
-            self.assign(a, ema(a, gradient, self.rho))  # (2)
+            self.assign(a, ema(a, g, self.rho))  # (2)
             d = r - square(a)  # (3)
-        u = gradient / rms_denominator(d, self.epsilon, self.epsilon_placement)  # (4)
+        u = g / rms_denominator(d, self.epsilon, self.epsilon_placement)  # (4)
         if self.momentum > 0:
             (b,) = self.slots(variable, "momentum")
             self.assign(b, self.momentum * b + u)  # (5)
@@ -111,7 +112,7 @@ class RMSProp(AdaptiveOptimizer):
         if self.centered:
             (a,) = self.slots(variable, "first_moment")
             d = r - square(a)
-        return ops.cast(self.learning_rate, variable.dtype) / rms_denominator(d, self.epsilon, self.epsilon_placement)
+        return ops.cast(self.learning_rate, self.compute_dtype(variable)) / rms_denominator(d, self.epsilon, self.epsilon_placement)
 
     def get_config(self) -> dict:
         return {

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from keras_adaptive.math import cast
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_bool, check_unit_interval
 
@@ -68,14 +69,15 @@ class SGD(AdaptiveOptimizer):
         return ("momentum",) if self.momentum > 0 else ()
 
     def update_step(self, gradient, variable, learning_rate):
-        alpha = ops.cast(learning_rate, variable.dtype)
+        dtype = self.compute_dtype(variable)
+        g, alpha = cast(gradient, dtype), ops.cast(learning_rate, dtype)
         if self.momentum == 0:
-            self.assign_sub(variable, alpha * gradient)  # (1)
+            self.assign_sub(variable, alpha * g)  # (1)
             return
         (v,) = self.slots(variable, "momentum")
-        self.assign(v, self.momentum * v + gradient)  # (2)
+        self.assign(v, self.momentum * v + g)  # (2)
         if self.nesterov:
-            self.assign_sub(variable, alpha * (gradient + self.momentum * v))  # (3)
+            self.assign_sub(variable, alpha * (g + self.momentum * v))  # (3)
         else:
             self.assign_sub(variable, alpha * v)  # (3)
 

@@ -14,7 +14,9 @@ from tests.problem import make_problem, run_keras
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch",
                                 reason="the multi-tensor path is the torch backend's; other backends run the portable path")
 
-RTOL, ATOL = 1e-6, 1e-7
+# Float32 rounding: PyTorch's kernels fuse multiply-adds that the portable path rounds twice,
+# and weights near zero are the difference of terms of order 1-10.
+RTOL, ATOL = 2e-6, 1e-6
 
 
 def _assert_same(fast, portable):

@@ -1,6 +1,7 @@
 """Invalid arguments raise ValueError naming the argument, the value and what is allowed."""
 
 import keras
+import numpy as np
 import pytest
 
 import keras_adaptive as ka
@@ -67,3 +68,69 @@ def test_registry_get():
     assert "rmsprop" in str(error.value)
     with pytest.raises(ValueError, match="`rho`"):
         ka.get("rmsprop", rho=2.0)
+
+
+# --- Bad input at run time: the error names what is wrong, and the optimizer is untouched ---
+
+def _vector_schedule():
+    class VectorSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return keras.ops.ones((2,)) * 0.01
+
+    return VectorSchedule()
+
+
+RUNTIME = [
+    ("too many gradients", lambda opt, vs: opt.apply([keras.ops.ones(v.shape) for v in vs] + [keras.ops.ones(2)], vs),
+     "same length"),
+    ("too few gradients", lambda opt, vs: opt.apply([keras.ops.ones(vs[0].shape)], vs), "same length"),
+    ("gradient of the wrong shape", lambda opt, vs: opt.apply([keras.ops.ones((3, 2)), keras.ops.ones((4,))], vs),
+     "has shape (3, 2)"),
+    ("a variable the optimizer was not built for",
+     lambda opt, vs: opt.apply([keras.ops.ones((2, 3))], [keras.Variable(np.ones((2, 3)))]), "Unknown variable"),
+    ("negative learning rate set later", lambda opt, vs: setattr(opt, "learning_rate", -0.1), "`learning_rate`"),
+    ("string learning rate set later", lambda opt, vs: setattr(opt, "learning_rate", "0.1"), "`learning_rate`"),
+]
+
+
+@pytest.mark.parametrize("what,call,shown", RUNTIME, ids=[r[0] for r in RUNTIME])
+def test_bad_input_at_run_time_leaves_the_optimizer_usable(what, call, shown):
+    from tests.cases import BY_ID
+    from tests.problem import make_problem, run_reference, to_numpy
+
+    case = BY_ID["adam-amsgrad"]
+    problem = make_problem(steps=3, shapes=[(2, 3), (4,)])
+    optimizer = case.make()
+    variables = [keras.Variable(w) for w in problem.weights]
+    optimizer.apply([keras.ops.convert_to_tensor(g) for g in problem.grads[0]], variables)
+    with pytest.raises(ValueError) as error:
+        call(optimizer, variables)
+    assert shown in str(error.value)
+    for grads in problem.grads[1:]:
+        optimizer.apply([keras.ops.convert_to_tensor(g) for g in grads], variables)
+    want, _ = run_reference(case, problem)
+    for got, w in zip(variables, want):
+        np.testing.assert_allclose(to_numpy(got), w, rtol=2e-5, atol=2e-6)
+    assert int(to_numpy(optimizer.iterations)) == 3
+
+
+def test_schedule_returning_a_vector_is_refused():
+    optimizer = ka.SGD(learning_rate=_vector_schedule())
+    variable = keras.Variable(np.ones(3))
+    with pytest.raises(ValueError, match=r"must return a scalar, got shape \(2,\)"):
+        optimizer.apply([keras.ops.ones(3)], [variable])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), np.ones(3))
+
+
+@pytest.mark.parametrize("name,kwargs,shown", [
+    ("adamax", {}, "'adamax'"),
+    ("", {}, "''"),
+    (3, {}, "3"),
+    ("adam", {"beta_9": 0.1}, "beta_9"),
+    ("sgd", {"momentum": "high"}, "`momentum`"),
+])
+def test_registry_refuses_unknown_names_and_arguments(name, kwargs, shown):
+    with pytest.raises(ValueError) as error:
+        ka.get(name, **kwargs)
+    assert shown in str(error.value)
+
