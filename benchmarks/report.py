@@ -96,7 +96,7 @@ def markdown(runs: dict) -> str:
     lines = []
     for backend in runs:
         env = runs[backend]["environment"]
-        lines.append(f"### {backend}\n")
+        lines.append(f"### {backend}" + ("" if runs[backend].get("complete", True) else " (interrupted run: partial)") + "\n")
         versions = ", ".join(f"{k} {env[k]}" for k in ("keras", "torch", "jax", "optax", "tensorflow") if k in env)
         lines.append(f"{versions}; {env.get('cpu')}, {env.get('cpus')} CPUs; load average "
                      f"{' '.join(runs[backend].get('loadavg_start', []))} at start, "

@@ -332,8 +332,8 @@ def bandwidth_contenders(n: int) -> list:
 # --- the benchmarks ---------------------------------------------------------------------
 
 
-def bench_apply(rows, sizes, rounds, steps, log) -> list:
-    records = []
+def bench_apply(rows, sizes, rounds, steps, log, records=None, save=lambda: None) -> list:
+    records = [] if records is None else records
     for size_name, (count, shape) in sizes.items():
         weights = make_weights(count, shape)
         grads = make_grads(count, shape)
@@ -360,6 +360,7 @@ def bench_apply(rows, sizes, rounds, steps, log) -> list:
                     rec["bandwidth_GBps"] = c.bytes_per_step / (rec["median_ms"] * 1e-3) / 1e9
                 records.append(rec)
                 log(f"  {c.impl:18s} {rec['median_ms']:9.3f} ms  first {rec['first_call_ms']:9.1f} ms")
+            save()
             del group
             gc.collect()
     return records
@@ -421,8 +422,8 @@ def fit_contender(impl: str, factory: str, kind: str, x, y, batch: int, steps: i
     return contender
 
 
-def bench_fit(row_ids, models, rounds, steps, batch, log) -> list:
-    records = []
+def bench_fit(row_ids, models, rounds, steps, batch, log, records=None, save=lambda: None) -> list:
+    records = [] if records is None else records
     x, y = _mnist(steps, batch)
     for kind in models:
         for row_id in row_ids:
@@ -448,6 +449,7 @@ def bench_fit(row_ids, models, rounds, steps, batch, log) -> list:
                 rec.pop("minor_faults_per_step")
                 records.append(rec)
                 log(f"fit {kind} {row.id} {c.impl:16s} {rec['median_ms']:8.3f} ms/step  first {rec['first_call_ms']:8.0f} ms")
+            save()
             del group
             gc.collect()
     return records
@@ -523,22 +525,27 @@ def main(argv=None) -> None:
     def log(msg):
         print(f"[{BACKEND} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
-    result = {"environment": environment(args.threads), "records": [], "started": time.time()}
+    result = {"environment": environment(args.threads), "records": [], "started": time.time(), "complete": False}
     with open("/proc/loadavg") as f:
         result["loadavg_start"] = f.read().split()[:3]
+
+    def save():  # after every group, so an interrupted run keeps what it measured
+        for rec in result["records"]:
+            rec["backend"] = BACKEND
+        with open("/proc/loadavg") as f:
+            result["loadavg_end"] = f.read().split()[:3]
+        result["seconds"] = time.time() - result["started"]
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
     if not args.no_apply:
-        result["records"] += bench_apply(rows, sizes, rounds, 1 if quick else 3, log)
+        bench_apply(rows, sizes, rounds, 1 if quick else 3, log, result["records"], save)
     if not args.no_fit:
         fit_rows = specs.QUICK_FIT_ROWS if quick else [r for r in specs.FIT_ROWS if not args.rows or r in args.rows]
-        result["records"] += bench_fit(fit_rows, specs.QUICK_FIT_MODELS if quick else specs.FIT_MODELS, 1 if quick else max(5, rounds // 2),
-                                       2 if quick else 20, 128, log)
-    with open("/proc/loadavg") as f:
-        result["loadavg_end"] = f.read().split()[:3]
-    result["seconds"] = time.time() - result["started"]
-    for rec in result["records"]:
-        rec["backend"] = BACKEND
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+        bench_fit(fit_rows, specs.QUICK_FIT_MODELS if quick else specs.FIT_MODELS, 1 if quick else max(5, rounds // 2),
+                  2 if quick else 20, 128, log, result["records"], save)
+    result["complete"] = True
+    save()
 
 
 if __name__ == "__main__":
