@@ -1,0 +1,152 @@
+"""Property tests (hypothesis): for random hyperparameters in their valid ranges and random
+finite gradients of mixed magnitudes, every optimizer
+
+- produces only finite weights and state from finite input,
+- advances `iterations` by exactly one per step,
+- matches its NumPy float64 reference (tests/reference.py), weights and slots.
+
+The ranges are the arguments' valid ranges with two bounds, each stated where it is drawn:
+epsilon >= 1e-4 (with epsilon = 0 a zero gradient on a fresh accumulator is 0/0 in any
+precision, the reference's too) and decay rates <= 0.999 (closer to 1 the float32 result
+of `1 - beta` carries most of the error, not the optimizer). Bounded and reproducible:
+`derandomize=True`, no example database, a few dozen examples per optimizer.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import keras_adaptive as ka
+from tests.cases import Case
+from tests.problem import Problem, run_reference, slots_of, to_numpy
+from tests import reference as ref
+
+SHAPES = [(3, 2), (4,)]
+STEPS = 3
+# KA_PROPERTY_EXAMPLES=200 for a deeper local search; CI keeps the bounded default.
+SETTINGS = settings(max_examples=int(os.environ.get("KA_PROPERTY_EXAMPLES", 12)), deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+log_uniform = lambda lo, hi: st.floats(np.log10(lo), np.log10(hi)).map(lambda e: float(10.0**e))  # noqa: E731
+learning_rate = log_uniform(1e-4, 1.0)
+epsilon = log_uniform(1e-4, 1.0)  # 0 is valid but 0/0 on a zero gradient, see the module docstring
+decay = st.floats(0.0, 0.999)  # valid range [0, 1)
+placement = st.sampled_from(["inside", "outside"])
+
+
+@st.composite
+def _sgd(draw):
+    momentum = draw(st.one_of(st.just(0.0), decay))
+    return dict(learning_rate=draw(learning_rate), momentum=momentum, nesterov=momentum > 0 and draw(st.booleans()))
+
+
+HYPERPARAMETERS = {
+    ka.SGD: (_sgd(), ref.sgd_step),
+    ka.AdaGrad: (st.fixed_dictionaries(dict(
+        learning_rate=learning_rate, initial_accumulator_value=st.floats(0.0, 1.0), epsilon=epsilon,
+        epsilon_placement=placement)), ref.adagrad_step),
+    ka.RMSProp: (st.fixed_dictionaries(dict(
+        learning_rate=learning_rate, rho=decay, epsilon=epsilon, momentum=st.one_of(st.just(0.0), decay),
+        centered=st.booleans(), epsilon_placement=placement)), ref.rmsprop_step),
+    ka.AdaDelta: (st.fixed_dictionaries(dict(
+        learning_rate=log_uniform(1e-2, 2.0), rho=decay, epsilon=epsilon, momentum=st.one_of(st.just(0.0), decay))),
+        ref.adadelta_step),
+    ka.Adam: (st.fixed_dictionaries(dict(
+        learning_rate=learning_rate, beta_1=decay, beta_2=decay, epsilon=epsilon, amsgrad=st.booleans(),
+        bias_correction=st.booleans(), epsilon_placement=placement)), ref.adam_step),
+    ka.AdamW: (st.fixed_dictionaries(dict(
+        learning_rate=learning_rate, weight_decay=st.floats(0.0, 0.5), beta_1=decay, beta_2=decay, epsilon=epsilon,
+        amsgrad=st.booleans())), ref.adamw_step),
+    ka.Nadam: (st.fixed_dictionaries(dict(
+        learning_rate=learning_rate, beta_1=decay, beta_2=decay, epsilon=epsilon,
+        momentum_decay=st.floats(0.0, 1.0))), ref.nadam_step),
+}
+assert set(HYPERPARAMETERS) == set(ka.OPTIMIZERS.values())
+
+
+def _mixed(shape):
+    """Finite float32 arrays whose elements span 1e-6..1e2 in magnitude, signs and exact zeros included."""
+    size = int(np.prod(shape))
+    element = st.one_of(st.just(0.0), st.tuples(st.sampled_from([-1.0, 1.0]), st.floats(-6.0, 2.0)).map(
+        lambda p: p[0] * 10.0 ** p[1]))
+    return st.lists(element, min_size=size, max_size=size).map(lambda v: np.asarray(v, "float32").reshape(shape))
+
+
+problems = st.builds(
+    Problem,
+    weights=st.tuples(*[_mixed(s) for s in SHAPES]).map(list),
+    grads=st.lists(st.tuples(*[_mixed(s) for s in SHAPES]).map(list), min_size=STEPS, max_size=STEPS),
+)
+
+
+EPS32 = float(np.finfo("float32").eps)
+
+
+def _cancellation_error(case, problem) -> list:
+    """Per weight, the float32 error that centered RMSProp cannot avoid, summed over the steps.
+
+    Its denominator uses d = v - m^2, which cancels when the gradients are consistent
+    (d << v): float32 rounding of v and m^2 shifts d by up to ~4 eps32 v, and the update
+    lr * g / den(d) moves by lr * |g| * |den(d) / den(d + delta) - 1|. Any float32
+    implementation has this error; other optimizers have none (zeros)."""
+    hyper = case.kwargs
+    errors = [0.0 for _ in problem.weights]
+    if not hyper.get("centered"):
+        return errors
+    eps, inside, lr = hyper["epsilon"], hyper["epsilon_placement"] == "inside", hyper["learning_rate"]
+
+    def den(d):
+        return np.sqrt(d + eps) if inside else np.sqrt(d) + eps
+
+    for t in range(1, STEPS + 1):
+        _, states = run_reference(case, problem, steps=t)
+        for i, state in enumerate(states):
+            v, m, g = state["second_moment"], state["first_moment"], problem.grads[t - 1][i].astype("float64")
+            d = np.maximum(v - m * m, 0.0)
+            delta = 4 * EPS32 * v
+            shift = np.maximum(np.abs(den(d) / den(d + delta) - 1), np.abs(den(d) / den(np.maximum(d - delta, 0)) - 1))
+            momentum = hyper.get("momentum", 0.0)
+            carry = 1.0 / (1.0 - momentum) if momentum else 1.0  # an error enters the momentum buffer and stays
+            errors[i] += 2 * carry * float(np.max(lr * np.abs(g) / den(d) * shift))
+    return errors
+
+
+def _check(cls, reference, hyper, problem):
+    case = Case(f"property-{cls.__name__}", cls, hyper, reference)
+    optimizer = case.make()
+    variables = [keras.Variable(w, dtype="float32") for w in problem.weights]
+    for t in range(STEPS):
+        optimizer.apply([keras.ops.convert_to_tensor(g, dtype="float32") for g in problem.grads[t]], variables)
+        assert int(to_numpy(optimizer.iterations)) == t + 1, "iterations must advance once per step"
+    weights, slots = [to_numpy(v) for v in variables], slots_of(optimizer, variables)
+    for value in weights + [s for slot in slots for s in slot.values()] + [to_numpy(v) for v in optimizer.variables]:
+        assert np.all(np.isfinite(value)), f"non-finite value from finite input with {hyper}"
+    expected_weights, expected_states = run_reference(case, problem)
+    extra = _cancellation_error(case, problem)
+    for i, (w, e) in enumerate(zip(weights, expected_weights)):
+        # float32 against float64: a few ulps of the weight, plus a few ulps of each step's size.
+        np.testing.assert_allclose(w, e, rtol=2e-5, atol=1e-5 * hyper["learning_rate"] * STEPS + 1e-6 + extra[i],
+                                   err_msg=f"weight {i} of {cls.__name__} with {hyper}")
+    for i, (s, e) in enumerate(zip(slots, expected_states)):
+        assert set(s) == set(e), f"{cls.__name__} slots {sorted(s)}, reference {sorted(e)}"
+        for name in s:
+            np.testing.assert_allclose(s[name], e[name], rtol=1e-4, atol=1e-6 + (extra[i] if name == "momentum" else 0),
+                                       err_msg=f"slot {name} of weight {i} of {cls.__name__} with {hyper}")
+
+
+@pytest.mark.parametrize("cls", list(HYPERPARAMETERS), ids=lambda c: c.__name__)
+def test_random_hyperparameters_and_gradients_match_the_reference(cls):
+    strategy, reference = HYPERPARAMETERS[cls]
+
+    @SETTINGS
+    @given(hyper=strategy, problem=problems)
+    def check(hyper, problem):
+        _check(cls, reference, hyper, problem)
+
+    check()
