@@ -48,13 +48,14 @@ def measure(args):
             self.times = []
 
         def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
+            self._start = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self._start)
+            self.times.append((time.perf_counter() - self._start[0], time.process_time() - self._start[1]))
 
     steps = n // 128
     per_step = {name: [] for name in configs}
+    cpu_per_step = {name: [] for name in configs}
     first = {name: [] for name in configs}
     for _ in range(args.rounds):
         for name, make_callbacks in configs.items():
@@ -62,8 +63,9 @@ def measure(args):
             timer = EpochTimer()
             # The timer goes last, so an epoch's time includes the monitor's callbacks.
             model.fit(x, y, batch_size=128, epochs=args.epochs, verbose=0, callbacks=[*make_callbacks(), timer])
-            first[name].append(timer.times[0])
-            per_step[name].extend(t / steps * 1e3 for t in timer.times[1:])
+            first[name].append(timer.times[0][0])
+            per_step[name].extend(wall / steps * 1e3 for wall, _ in timer.times[1:])
+            cpu_per_step[name].extend(cpu / steps * 1e3 for _, cpu in timer.times[1:])
     return {
         "backend": _common.backend_name(),
         "source": source,
@@ -71,17 +73,21 @@ def measure(args):
         "load_average": os.getloadavg()[0],
         "ms_per_step": {name: float(np.median(v)) for name, v in per_step.items()},
         "ms_per_step_all": per_step,
+        "cpu_ms_per_step": {name: float(np.median(v)) for name, v in cpu_per_step.items()},
+        "torch_threads": _torch_threads(),
         "first_epoch_s": {name: float(np.median(v)) for name, v in first.items()},
     }
 
 
 def report(result) -> None:
-    base = result["ms_per_step"]["none"]
+    base, cpu_base = result["ms_per_step"]["none"], result["cpu_ms_per_step"]["none"]
     print(f"{result['backend']}: {result['steps_per_epoch']} steps/epoch, {result['source']}; "
           f"load average at the end {result['load_average']:.1f}")
     for name, ms in result["ms_per_step"].items():
-        overhead = "" if name == "none" else f"  overhead {100 * (ms / base - 1):+.1f}%"
-        print(f"  {name:18s} {ms:7.3f} ms/step (median over epochs 2+){overhead}   "
+        cpu = result["cpu_ms_per_step"][name]
+        overhead = "" if name == "none" else (
+            f"  overhead {100 * (ms / base - 1):+.1f}% wall, {100 * (cpu / cpu_base - 1):+.1f}% CPU")
+        print(f"  {name:18s} {ms:7.3f} ms/step wall, {cpu:7.3f} ms/step CPU (medians, epochs 2+){overhead}   "
               f"first epoch {result['first_epoch_s'][name]:.2f} s")
 
 
@@ -91,10 +97,16 @@ def main():
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--backends", default=None, help="comma-separated: run each in its own process")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch.set_num_threads(n) first (on a busy machine 2 OpenMP threads slow torch 10x)")
     p.add_argument("--json", default=None, help=argparse_json_help())
     args = p.parse_args()
     if args.short:
         args.epochs, args.rounds, args.train_size = 2, 1, 1024
+    if args.torch_threads and _common.backend_name() == "torch":
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
 
     if args.backends:
         results = []
@@ -103,6 +115,7 @@ def main():
             command = [sys.executable, os.path.abspath(__file__), "--json", out, "--out", args.out,
                        "--epochs", str(args.epochs), "--rounds", str(args.rounds), "--train-size", str(args.train_size)]
             command += ["--mnist", args.mnist] if args.mnist else []
+            command += ["--torch-threads", str(args.torch_threads)] if args.torch_threads else []
             subprocess.run(command, check=True, env={**os.environ, "KERAS_BACKEND": backend})
             with open(out) as f:
                 results.append(json.load(f))
@@ -136,6 +149,14 @@ def main():
            title="OptimizerMonitor overhead, MNIST MLP 784-256-256-10, batch 128, Adam")
     ax.legend(fontsize=8)
     _common.save(fig, args, "monitor_overhead.png")
+
+
+def _torch_threads():
+    if _common.backend_name() != "torch":
+        return None
+    import torch
+
+    return torch.get_num_threads()
 
 
 def argparse_json_help() -> str:
