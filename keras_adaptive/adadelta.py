@@ -87,7 +87,8 @@ class AdaDelta(AdaptiveOptimizer):
             (m,) = self.slots(variable, "first_moment")
             self.assign(m, ema(m, g, self.momentum))  # (2)
             h = m / ops.cast(bias_correction(self.momentum, self.step_count()), dtype)
-        delta = -(sqrt(s + self.epsilon) / sqrt(r + self.epsilon)) * h  # (3)
+        # One root of the ratio: the same number to rounding, and XLA computes it once.
+        delta = -sqrt((s + self.epsilon) / (r + self.epsilon)) * h  # (3)
         self.assign(s, ema(s, square(delta), self.rho))  # (4)
         self.assign_add(variable, alpha * delta)  # (5)
 
