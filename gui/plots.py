@@ -177,7 +177,7 @@ def _figure_2d(comparison: Any, options: DisplayOptions) -> Figure:
                 ax_path.annotate(f"diverged at step {s.diverged_at}", (s.xs[-1], s.ys[-1]), color=style["color"], fontsize=9)
     ax_path.set_xlim(*fn.xlim)
     ax_path.set_ylim(*fn.ylim)
-    ax_path.set_title(f"{config.task}: {fn.formula} — {_backend_note(comparison)}", fontsize=11)
+    ax_path.set_title(f"{config.task}: {fn.formula}\n{_backend_note(comparison)}", fontsize=11)
     ax_path.legend(loc="upper left", fontsize=9)
     ax_loss.set_title("f(x, y) per step", fontsize=10)
     ax_loss.set_xlabel("seconds of step time" if by_time else "step")
