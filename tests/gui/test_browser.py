@@ -18,6 +18,11 @@ from tests.gui.conftest import training_backend
 
 BACKEND = training_backend()
 
+# Once per CI run, not once per backend: a browser run costs minutes on two cores. In the
+# torch process the page trains on torch, and its compare-backends test trains on all three
+# backends; test_engine.py drives each backend's worker in that backend's own process.
+pytestmark = pytest.mark.skipif(BACKEND != "torch", reason="the browser suite runs in the torch pytest process")
+
 
 def _wait_no_workers(server, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
