@@ -36,10 +36,13 @@ def measure(args):
     x, y, _, _, source = _common.load_mnist(args)
     n = (len(x) // 128) * 128
     x, y = x[:n], y[:n]
+    every = 2 if args.short else 10  # --short trains 8 steps: record anyway
     configs = {
         "none": lambda: [],
-        "every 10": lambda: [OptimizerMonitor(every=10, log_to_history=False)],
-        "every 10 + probe": lambda: [OptimizerMonitor(every=10, probe_data=(x[:64], y[:64]), log_to_history=False)],
+        f"every {every}": lambda: [OptimizerMonitor(every=every, log_to_history=False)],
+        f"every {every} + probe": lambda: [
+            OptimizerMonitor(every=every, probe_data=(x[:64], y[:64]), log_to_history=False)
+        ],
     }
 
     class EpochTimer(keras.callbacks.Callback):
