@@ -147,9 +147,10 @@ def main():
                 pct = 100 * (r["ms_per_step"][name] / r["ms_per_step"]["none"] - 1)
                 ax.annotate(f"{pct:+.1f}%", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                             ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(np.arange(len(results)) + width * (len(names) - 1) / 2, [r["backend"] for r in results])
+    ax.set_xticks(np.arange(len(results)) + width * (len(names) - 1) / 2, [f"{r['backend']}\n(load average {r['load_average']:.1f})" for r in results])
     ax.set(ylabel="ms per training step (median, epochs 2+)",
-           title="OptimizerMonitor overhead, MNIST MLP 784-256-256-10, batch 128, Adam")
+           title="OptimizerMonitor overhead, MNIST MLP 784-256-256-10, batch 128, Adam\n"
+                 "(wall clock; negative overheads mean other load on the machine dominates)")
     ax.legend(fontsize=8)
     _common.save(fig, args, "monitor_overhead.png")
 
