@@ -9,6 +9,7 @@ portable per-variable path and PyTorch's multi-tensor path: the math lives once.
 
 from __future__ import annotations
 
+import math as pymath
 from typing import Any
 
 from keras import ops
@@ -41,9 +42,15 @@ def ema(average, value, decay):
     return decay * average + (1.0 - decay) * value
 
 
-def bias_correction(beta, step):
-    """`1 - beta^t`: the share of an EMA started at zero that is real signal after t steps."""
-    return 1.0 - ops.power(ops.cast(beta, step.dtype), step)
+def bias_correction(beta: float, step):
+    """`1 - beta^t`: the share of an EMA started at zero that is real signal after t steps.
+
+    Computed as `-expm1(t * log(beta))`: `1 - beta^t` in float32 loses digits to
+    cancellation when beta^t is near 1 (1e-5 relative at beta=0.999, t=1).
+    """
+    if beta == 0:
+        return ops.ones_like(step)
+    return -ops.expm1(step * pymath.log(beta))
 
 
 def rms_denominator(second_moment, epsilon: float, placement: str):
