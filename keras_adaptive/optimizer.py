@@ -250,10 +250,15 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
 
     def _backend_update_step(self, grads: list, trainable_variables: list, learning_rate: Any) -> None:
         if keras.backend.backend() == "torch" and self.multi_tensor:
-            from keras_adaptive.backend import torch_multi_tensor
+            import torch
 
-            torch_multi_tensor.update(self, grads, trainable_variables, learning_rate)
-            return
+            # Under torch.compile (jit_compile=True) the portable path: PyTorch's fused
+            # kernels have no meta implementation, and the multi-tensor path reads scalars.
+            if not torch.compiler.is_compiling():
+                from keras_adaptive.backend import torch_multi_tensor
+
+                torch_multi_tensor.update(self, grads, trainable_variables, learning_rate)
+                return
         super()._backend_update_step([_dense(g) for g in grads], trainable_variables, learning_rate)
 
     def get_config(self) -> dict:

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_adaptive.math import EPSILON_PLACEMENTS, cast, ema, rms_denominator, square
+from keras_adaptive.math import EPSILON_PLACEMENTS, cast, ema, maximum, rms_denominator, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_bool, check_choice, check_non_negative, check_unit_interval
 
@@ -20,7 +20,7 @@ class RMSProp(AdaptiveOptimizer):
 
         (1) r = rho * r + (1 - rho) * g^2
         (2) a = rho * a + (1 - rho) * g            (centered only)
-        (3) d = r - a^2 if centered, else d = r
+        (3) d = max(r - a^2, 0) if centered, else d = r
         (4) u = g / sqrt(d + eps)                  (epsilon_placement="inside")
             u = g / (sqrt(d) + eps)                (epsilon_placement="outside")
         (5) b = mu * b + u                         (momentum mu > 0 only)
@@ -98,7 +98,9 @@ class RMSProp(AdaptiveOptimizer):
         if self.centered:
             (a,) = self.slots(variable, "first_moment")
             self.assign(a, ema(a, g, self.rho))  # (2)
-            d = r - square(a)  # (3)
+            # The variance estimate r - a^2 is >= 0 in exact arithmetic, but rounds below 0
+            # under steady gradients; clamp it so that sqrt(d) stays real.
+            d = maximum(r - square(a), 0.0)  # (3)
         u = g / rms_denominator(d, self.epsilon, self.epsilon_placement)  # (4)
         if self.momentum > 0:
             (b,) = self.slots(variable, "momentum")
@@ -111,7 +113,7 @@ class RMSProp(AdaptiveOptimizer):
         d = r
         if self.centered:
             (a,) = self.slots(variable, "first_moment")
-            d = r - square(a)
+            d = maximum(r - square(a), 0.0)
         return ops.cast(self.learning_rate, self.compute_dtype(variable)) / rms_denominator(d, self.epsilon, self.epsilon_placement)
 
     def get_config(self) -> dict:

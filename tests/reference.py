@@ -38,7 +38,7 @@ def rmsprop_step(w, g, state, t, lr, rho=0.9, epsilon=1e-7, momentum=0.0, center
     d = new["second_moment"]
     if centered:
         new["first_moment"] = rho * _get(state, "first_moment", w) + (1 - rho) * g
-        d = d - new["first_moment"] ** 2
+        d = np.maximum(d - new["first_moment"] ** 2, 0.0)
     u = g / _denominator(d, epsilon, epsilon_placement)
     if momentum > 0:
         new["momentum"] = momentum * _get(state, "momentum", w) + u

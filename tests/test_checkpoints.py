@@ -120,17 +120,10 @@ def test_sigkilled_run_resumes_bit_for_bit(case_id, runs):
         np.testing.assert_array_equal(resumed[key], straight[key], err_msg=f"{case_id}: {key} differs after resume")
 
 
-# Known bug (reported to the core owner, not fixed here): a checkpoint saved on JAX stores
-# `jit_compile=True` (what "auto" resolves to there; TensorFlow on CPU stores False); on torch that means
-# torch.compile, and keras_adaptive's fused kernels `torch._fused_sgd_` and
-# `torch._fused_adagrad_` (keras_adaptive/backend/torch_fused.py, _sgd_run/_adagrad_run, called
-# from torch_multi_tensor.update) have no fake/meta implementation, so inductor fails at the
-# first step. strict: the day it is fixed these XPASS and the marks must go.
-TORCH_COMPILE_BUG = pytest.mark.xfail(
-    strict=True, reason="fused SGD/AdaGrad kernels fail under torch.compile (jit_compile=True from a JAX checkpoint)")
-FOREIGN = [pytest.param(case_id, other, id=f"{case_id}-{other}",
-                        marks=[TORCH_COMPILE_BUG] if BACKEND == "jax" and other == "torch" and case_id in ("sgd-nesterov",
-                                                                                   "adagrad-initial-accumulator") else [])
+# A checkpoint saved on JAX stores `jit_compile=True` (what "auto" resolves to there): on torch that
+# is torch.compile, under which the optimizers take the portable path (PyTorch's fused kernels
+# have no meta implementation).
+FOREIGN = [pytest.param(case_id, other, id=f"{case_id}-{other}")
            for case_id in REPRESENTATIVES for other in OTHERS]
 
 

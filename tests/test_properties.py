@@ -140,14 +140,7 @@ def _check(cls, reference, hyper, problem):
                                        err_msg=f"slot {name} of weight {i} of {cls.__name__} with {hyper}")
 
 
-# Known bug (reported to the core owner): on torch, RMSProp with epsilon "outside" runs
-# torch.optim's _multi_tensor_rmsprop (keras_adaptive/backend/torch_fused.py, _rmsprop_run),
-# whose centered d = v - m^2 (an addcmul) rounds below 0 when v = m^2 (rho = 0, or steady
-# gradients), and sqrt gives NaN. strict: remove the mark when fixed.
-TORCH_RMSPROP_NAN = pytest.mark.xfail(keras.backend.backend() == "torch", strict=True,
-                                      reason="centered RMSProp on torch's fused path: sqrt of a negative v - m^2")
-PARAMS = [pytest.param(cls, id=cls.__name__, marks=[TORCH_RMSPROP_NAN] if cls is ka.RMSProp else [])
-          for cls in HYPERPARAMETERS]
+PARAMS = [pytest.param(cls, id=cls.__name__) for cls in HYPERPARAMETERS]
 
 
 @pytest.mark.parametrize("cls", PARAMS)

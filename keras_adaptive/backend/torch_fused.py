@@ -139,7 +139,9 @@ def _sgd_run(optimizer, group: Group, lr: float, t: int) -> None:
 
 
 def _rmsprop_accepts(optimizer) -> bool:
-    return _runs_own_update_step(optimizer, RMSProp) and optimizer.epsilon_placement == "outside"
+    # Not centered: PyTorch does not clamp the rounded variance r - a^2 at 0 (NaN from finite input).
+    return (_runs_own_update_step(optimizer, RMSProp) and optimizer.epsilon_placement == "outside"
+            and not optimizer.centered)
 
 
 def _rmsprop_run(optimizer, group: Group, lr: float, t: int) -> None:
