@@ -147,12 +147,12 @@ def _rmsprop_accepts(optimizer) -> bool:
 def _rmsprop_run(optimizer, group: Group, lr: float, t: int) -> None:
     from torch.optim.rmsprop import _multi_tensor_rmsprop
 
-    centered, momentum = optimizer.centered, float(optimizer.momentum)
+    momentum = float(optimizer.momentum)  # never centered here: see _rmsprop_accepts
     _multi_tensor_rmsprop(
         group.params,
         group.grads,
         group.slots(optimizer, "second_moment"),
-        group.slots(optimizer, "first_moment") if centered else [],
+        [],
         group.slots(optimizer, "momentum") if momentum > 0 else [],
         _scratch_steps(group),
         lr=lr,
@@ -160,7 +160,7 @@ def _rmsprop_run(optimizer, group: Group, lr: float, t: int) -> None:
         eps=float(optimizer.epsilon),
         weight_decay=0.0,
         momentum=momentum,
-        centered=centered,
+        centered=False,
         maximize=False,
         differentiable=False,
         capturable=False,
