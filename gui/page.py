@@ -321,31 +321,34 @@ def build(mnist_path: Optional[str], data_source: str, default_backend: str = "t
             # A fresh plot for the new run, downloads off until it has written its files.
             yield (plots.placeholder("Starting the worker processes…"), [], status_text(comparison),
                    gr.update(value=None, interactive=False), gr.update(value=None, interactive=False))
+            # This generator is the only writer of the run's outputs, so its frames reach the page in
+            # order: Stop only ends the workers, and the loop below draws the last frame (a frame
+            # sent by another event could be overtaken by one of these already on its way).
             try:
                 drawn, last = -1, 0.0
-                while True:
+                while comparison.running:
                     comparison.poll()
                     count = sum(len(s.steps) + len(s.epochs) for s in comparison.series)
                     now = time.monotonic()
-                    if not comparison.running:
-                        break
                     if count != drawn and now - last >= FRAME_SECONDS:
                         drawn, last = count, now
-                        with comparison._lock:  # not while Stop is ending the run: its frame is the last
-                            if comparison.stopped:
-                                return
+                        # Frames of a running comparison only (under its lock: never half of a Stop);
+                        # the last frame, below, is the one that says how the run ended.
+                        with comparison._lock:
+                            if not comparison.running:
+                                break
                             frame = (render(comparison, session.options), summary_rows(comparison),
                                      status_text(comparison), gr.skip(), gr.skip())
                         yield frame
                     else:
                         time.sleep(0.05)
-                if comparison.stopped:
-                    return  # Stop writes the files and draws the last frame
+                if session.comparison is not comparison:
+                    return  # a newer run of this session owns the page now
                 csv_path, png_path = write_downloads(session)
                 yield (render(comparison, session.options), summary_rows(comparison), status_text(comparison),
                        gr.update(value=csv_path, interactive=True), gr.update(value=png_path, interactive=True))
             finally:
-                if comparison.running:  # the page was closed, or Stop cancelled this generator
+                if comparison.running:  # the page was closed
                     comparison.stop()
 
         train_event = train_button.click(
@@ -355,18 +358,15 @@ def build(mnist_path: Optional[str], data_source: str, default_backend: str = "t
             api_name="train", concurrency_limit=16,
         )
 
-        def stop(request: gr.Request):
-            session = sessions.get(request)
-            comparison = session.comparison
+        def stop(request: gr.Request) -> str:
+            """Ends the session's run at once; the run's own event then draws its last frame."""
+            comparison = sessions.get(request).comparison
             if comparison is None:
-                return gr.skip(), gr.skip(), "Nothing is running.", gr.skip(), gr.skip()
+                return "Nothing is running."
             comparison.stop()
-            csv_path, png_path = write_downloads(session)
-            return (render(comparison, session.options), summary_rows(comparison), status_text(comparison),
-                    gr.update(value=csv_path, interactive=True), gr.update(value=png_path, interactive=True))
+            return gr.skip()
 
-        stop_button.click(stop, None, [plot, summary, status, csv_button, png_button], cancels=[train_event],
-                          api_name="stop", concurrency_limit=None)
+        stop_button.click(stop, None, [status], api_name="stop", concurrency_limit=None)
 
         display_inputs = [log_scale, smoothing, x_axis]
 

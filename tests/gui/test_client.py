@@ -36,8 +36,9 @@ def test_api_bad_input_returns_a_message(client):
 
 
 def test_api_streams_progress_and_cancel_ends_the_worker(client, gui_server):
-    job = client.submit(task="quadratic", optimizers="sgd:learning_rate=0.035,adam:learning_rate=0.1",
-                        backend=BACKEND, steps_2d=3000, api_name="/compare")
+    # 5,000 MNIST steps: far from done when cancelled (a 2-D run can finish between two frames).
+    job = client.submit(task="mnist-mlp", optimizers="sgd:learning_rate=0.035,adam:learning_rate=0.1",
+                        backend=BACKEND, epochs=20, steps_per_epoch=250, api_name="/compare")
     deadline = time.monotonic() + 120
     seen = []
     while True:
