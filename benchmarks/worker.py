@@ -204,10 +204,17 @@ def keras_contender(impl: str, factory: str, weights_np, grads_np):
                 "opt": [jnp.array(v.value) for v in optimizer.variables],
                 "train": [jnp.array(v.value) for v in variables],
             }
-            apply = jax.jit(optimizer.stateless_apply, donate_argnums=(0, 2))
+            # Arguments in the order of the results, as Keras' JAX trainer passes its state: JAX pairs
+            # each result with the first unused donated argument of its shape, so `stateless_apply`'s own
+            # order (optimizer variables first, weights returned first) would alias every weight to a
+            # moment's buffer and make XLA copy all of them (22 copies of 16 MB each per Adam step).
+            def train_then_opt(train, opt, gradients):
+                return optimizer.stateless_apply(opt, gradients, train)
+
+            apply = jax.jit(train_then_opt, donate_argnums=(0, 1))
 
             def step():
-                state["train"], state["opt"] = apply(state["opt"], grads, state["train"])
+                state["train"], state["opt"] = apply(state["train"], state["opt"], grads)
                 jax.block_until_ready(state["train"])
 
             return step

@@ -248,17 +248,29 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
 
     # --- dispatch ------------------------------------------------------------------
 
+    def _takes_torch_path(self) -> bool:
+        """Whether this step runs on PyTorch's multi-tensor path (`backend/torch_multi_tensor.py`).
+
+        Not under torch.compile (jit_compile=True): PyTorch's fused kernels have no meta
+        implementation, and the multi-tensor path reads scalars; that runs the portable path."""
+        if keras.backend.backend() != "torch" or not self.multi_tensor:
+            return False
+        import torch
+
+        return not torch.compiler.is_compiling()
+
+    def _apply_weight_decay(self, variables: list) -> None:
+        # On the torch path the decay is part of the step (inside PyTorch's fused AdamW
+        # kernel where one is dispatched), saving a pass over the weights.
+        if not self._takes_torch_path():
+            super()._apply_weight_decay(variables)
+
     def _backend_update_step(self, grads: list, trainable_variables: list, learning_rate: Any) -> None:
-        if keras.backend.backend() == "torch" and self.multi_tensor:
-            import torch
+        if self._takes_torch_path():
+            from keras_adaptive.backend import torch_multi_tensor
 
-            # Under torch.compile (jit_compile=True) the portable path: PyTorch's fused
-            # kernels have no meta implementation, and the multi-tensor path reads scalars.
-            if not torch.compiler.is_compiling():
-                from keras_adaptive.backend import torch_multi_tensor
-
-                torch_multi_tensor.update(self, grads, trainable_variables, learning_rate)
-                return
+            torch_multi_tensor.update(self, grads, trainable_variables, learning_rate)
+            return
         super()._backend_update_step([_dense(g) for g in grads], trainable_variables, learning_rate)
 
     def get_config(self) -> dict:

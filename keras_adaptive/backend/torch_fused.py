@@ -12,9 +12,12 @@ case of the registry, that whichever path is dispatched here gives the portable 
 and configuration) and the group (dtype, device) runs; otherwise the generic multi-tensor
 path (`torch_multi_tensor`) evaluates the optimizer's own `update_step`.
 
-Every kernel is called with `weight_decay=0`: Keras' base optimizer has already applied
-weight decay (and clipping, gradient accumulation, loss scaling) before the update step.
-The step count is the optimizer's, `t = iterations + 1`.
+Keras' base optimizer has already applied clipping, gradient accumulation and loss scaling
+before the update step. Decoupled weight decay is left to the torch step
+(`torch_multi_tensor.update`): a kernel with `takes_weight_decay` gets it as
+`Group.weight_decay` (PyTorch's fused AdamW decays in the same pass over memory); the others
+get `weight_decay=0` after one in-place multiply. The step count is the optimizer's,
+`t = iterations + 1`.
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ _DTYPES = (torch.float32, torch.float64)
 
 @dataclass(frozen=True)
 class Group:
-    """One dtype/device group of the step: weights, gradients (same dtype) and indices."""
+    """One dtype/device group of the step: weights, gradients (same dtype), indices, and the
+    decoupled weight decay still to apply to them (0 unless the kernel takes it)."""
 
     params: list
     grads: list
     indices: list
+    weight_decay: float = 0.0
 
     def slots(self, optimizer: Any, name: str) -> list:
         variables = optimizer._slot_variables[name]
@@ -53,6 +58,7 @@ class Kernel:
     name: str
     accepts: Callable[[Any], bool]  # optimizer -> bool (class and configuration)
     run: Callable[[Any, Group, float, int], None]  # optimizer, group, lr, t
+    takes_weight_decay: bool = False  # applies `Group.weight_decay` itself, in the same pass
 
 
 def _runs_own_update_step(optimizer: Any, cls: type) -> bool:
@@ -82,7 +88,9 @@ def _adam_accepts(optimizer) -> bool:
 
 def _adam_run(optimizer, group: Group, lr: float, t: int) -> None:
     amsgrad = optimizer.amsgrad
-    torch._fused_adam_(
+    # `_fused_adamw_` multiplies each weight by `1 - lr * wd` before the Adam update, as
+    # Keras' decoupled weight decay does; with wd = 0 it is `_fused_adam_`.
+    torch._fused_adamw_(
         group.params,
         group.grads,
         group.slots(optimizer, "first_moment"),
@@ -92,7 +100,7 @@ def _adam_run(optimizer, group: Group, lr: float, t: int) -> None:
         lr=lr,
         beta1=float(optimizer.beta_1),
         beta2=float(optimizer.beta_2),
-        weight_decay=0.0,
+        weight_decay=group.weight_decay,
         eps=float(optimizer.epsilon),
         amsgrad=amsgrad,
         maximize=False,
@@ -199,7 +207,7 @@ def _scratch_steps(group: Group) -> list:
 
 
 DISPATCH: tuple[Kernel, ...] = (
-    Kernel("fused_adam", _adam_accepts, _adam_run),  # Adam, AdamW (decay applied by Keras), AMSGrad
+    Kernel("fused_adam", _adam_accepts, _adam_run, takes_weight_decay=True),  # Adam, AdamW, AMSGrad
     Kernel("fused_adagrad", _adagrad_accepts, _adagrad_run),
     Kernel("fused_sgd", _sgd_accepts, _sgd_run),
     Kernel("foreach_rmsprop", _rmsprop_accepts, _rmsprop_run),
