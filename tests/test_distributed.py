@@ -84,8 +84,8 @@ def jax_run(tmp_path_factory):
     return _run_worker("jax", JAX_DEVICES, tmp_path_factory)
 
 
-jax_only = pytest.mark.skipif(BACKEND != "jax", reason="backend condition: the JAX distribution subprocess is "
-                              "launched once, from the jax pytest process")
+# The JAX distribution subprocess is launched once, from the jax pytest process.
+jax_only = pytest.mark.backends("jax")
 
 
 @jax_only
@@ -134,8 +134,7 @@ def tf_run(tmp_path_factory):
     return _run_worker("tensorflow", TF_DEVICES, tmp_path_factory)
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="backend condition: the MirroredStrategy subprocess is "
-                    "launched once, from the tensorflow pytest process")
+@pytest.mark.backends("tensorflow")  # the MirroredStrategy subprocess is launched once, from this process
 @pytest.mark.parametrize("case_id", REPRESENTATIVES)
 def test_tf_mirrored_strategy_matches_one_device(case_id, tf_run):
     report, arrays = tf_run

@@ -11,8 +11,8 @@ import pytest
 from tests.cases import CASE_IDS, CASES
 from tests.problem import make_problem, run_keras
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch",
-                                reason="the multi-tensor path is the torch backend's; other backends run the portable path")
+# The multi-tensor path is the torch backend's; other backends run the portable path.
+pytestmark = pytest.mark.backends("torch")
 
 # Float32 rounding: PyTorch's kernels fuse multiply-adds that the portable path rounds twice,
 # and weights near zero are the difference of terms of order 1-10.

@@ -30,6 +30,7 @@ import torch
 from keras_adaptive.adadelta import AdaDelta
 from keras_adaptive.adagrad import AdaGrad
 from keras_adaptive.adam import Adam
+from keras_adaptive.nadam import Nadam
 from keras_adaptive.rmsprop import RMSProp
 from keras_adaptive.sgd import SGD
 
@@ -200,6 +201,40 @@ def _adadelta_run(optimizer, group: Group, lr: float, t: int) -> None:
     )
 
 
+def _nadam_accepts(optimizer) -> bool:
+    return _runs_own_update_step(optimizer, Nadam)
+
+
+def _nadam_run(optimizer, group: Group, lr: float, t: int) -> None:
+    from torch.optim.nadam import _multi_tensor_nadam
+
+    # PyTorch keeps mu_product and the step per weight and advances both itself; ours is one
+    # scalar, which Nadam._backend_update_step has already advanced to this step's product.
+    # PyTorch gets scratch copies of the product before this step (ours over mu_t, in float64:
+    # within an ulp) and of t - 1, and leaves our state alone.
+    mu = optimizer.beta_1 * (1.0 - 0.5 * 0.96 ** (t * optimizer.momentum_decay))
+    before = float(optimizer._mu_product.value) / mu if mu else 0.0  # beta_1 = 0: the product is 0
+    _multi_tensor_nadam(
+        group.params,
+        group.grads,
+        group.slots(optimizer, "first_moment"),
+        group.slots(optimizer, "second_moment"),
+        list(torch.full((len(group.params),), before, dtype=torch.float32).unbind()),
+        list(torch.full((len(group.params),), float(t - 1), dtype=torch.float32).unbind()),
+        beta1=float(optimizer.beta_1),
+        beta2=float(optimizer.beta_2),
+        lr=lr,
+        weight_decay=0.0,
+        momentum_decay=float(optimizer.momentum_decay),
+        eps=float(optimizer.epsilon),
+        decoupled_weight_decay=False,
+        maximize=False,
+        capturable=False,
+        differentiable=False,
+        has_complex=False,
+    )
+
+
 def _scratch_steps(group: Group) -> list:
     """Step counters PyTorch's multi-tensor RMSprop/Adadelta increment but do not read:
     views of one fresh buffer, so the increment costs one small kernel."""
@@ -212,6 +247,7 @@ DISPATCH: tuple[Kernel, ...] = (
     Kernel("fused_sgd", _sgd_accepts, _sgd_run),
     Kernel("foreach_rmsprop", _rmsprop_accepts, _rmsprop_run),
     Kernel("foreach_adadelta", _adadelta_accepts, _adadelta_run),
+    Kernel("foreach_nadam", _nadam_accepts, _nadam_run),
 )
 
 

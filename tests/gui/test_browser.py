@@ -21,7 +21,7 @@ BACKEND = training_backend()
 # Once per CI run, not once per backend: a browser run costs minutes on two cores. In the
 # torch process the page trains on torch, and its compare-backends test trains on all three
 # backends; test_engine.py drives each backend's worker in that backend's own process.
-pytestmark = pytest.mark.skipif(BACKEND != "torch", reason="the browser suite runs in the torch pytest process")
+pytestmark = pytest.mark.backends("torch")
 
 
 def _wait_no_workers(server, timeout: float = 15.0) -> None:
@@ -159,9 +159,7 @@ def test_2d_function_run_draws_the_paths_over_the_contours(gui_server, browser, 
 
 
 def test_compare_backends_overlays_the_three_backends(gui_server, browser, screenshot_dir):
-    """Runs the three-backend mode in the torch pytest process only (one run of three worker
-    processes is the budget); in the tensorflow and jax processes it checks only that a
-    second optimizer is left out with a note, which starts no worker."""
+    """One run of three worker processes, one per backend, each training the first optimizer."""
     page = ui.open_page(browser, gui_server.url)
     page.click("#compare-backends label")
     ui.choose(page, "preset", "Ill-conditioned quadratic: SGD, Momentum, AdaGrad, Adam")
@@ -169,12 +167,6 @@ def test_compare_backends_overlays_the_three_backends(gui_server, browser, scree
     ui.wait_value(page, "#opt4-name input", "adam")
     ui.choose(page, "opt1-name", "adam")
     ui.set_text(page, "opt1-learning_rate", "0.1")
-    if BACKEND != "torch":
-        ui.set_number(page, "steps-2d", 100000)
-        page.click("#train")
-        ui.wait_status(page, r"Steps must be between 1 and 3000")
-        page.context.close()
-        return
     ui.set_number(page, "steps-2d", 60)
     page.click("#train")
     ui.wait_status(page, r"Finished", timeout=180)

@@ -11,7 +11,7 @@ from tests.gui.conftest import training_backend
 BACKEND = training_backend()
 
 # Once per CI run, in the jax process (the browser suite runs in the torch one): see test_browser.py.
-pytestmark = pytest.mark.skipif(BACKEND != "jax", reason="the gradio_client suite runs in the jax pytest process")
+pytestmark = pytest.mark.backends("jax")
 
 
 @pytest.fixture(scope="module")
