@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from keras_adaptive.adadelta import AdaDelta
+from keras_adaptive.backend.torch_multi_tensor import tensors_of
 from keras_adaptive.adagrad import AdaGrad
 from keras_adaptive.adam import Adam
 from keras_adaptive.nadam import Nadam
@@ -51,7 +52,7 @@ class Group:
 
     def slots(self, optimizer: Any, name: str) -> list:
         variables = optimizer._slot_variables[name]
-        return [variables[i].value for i in self.indices]
+        return tensors_of([variables[i] for i in self.indices])
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def _rmsprop_run(optimizer, group: Group, lr: float, t: int) -> None:
         group.slots(optimizer, "second_moment"),
         [],
         group.slots(optimizer, "momentum") if momentum > 0 else [],
-        _scratch_steps(group),
+        _scratch(group),
         lr=lr,
         alpha=float(optimizer.rho),
         eps=float(optimizer.epsilon),
@@ -189,7 +190,7 @@ def _adadelta_run(optimizer, group: Group, lr: float, t: int) -> None:
         group.grads,
         group.slots(optimizer, "second_moment"),
         group.slots(optimizer, "delta_second_moment"),
-        _scratch_steps(group),
+        _scratch(group),
         lr=lr,
         rho=float(optimizer.rho),
         eps=float(optimizer.epsilon),
@@ -219,8 +220,8 @@ def _nadam_run(optimizer, group: Group, lr: float, t: int) -> None:
         group.grads,
         group.slots(optimizer, "first_moment"),
         group.slots(optimizer, "second_moment"),
-        list(torch.full((len(group.params),), before, dtype=torch.float32).unbind()),
-        list(torch.full((len(group.params),), float(t - 1), dtype=torch.float32).unbind()),
+        _scratch(group, before),
+        _scratch(group, t - 1),
         beta1=float(optimizer.beta_1),
         beta2=float(optimizer.beta_2),
         lr=lr,
@@ -235,14 +236,15 @@ def _nadam_run(optimizer, group: Group, lr: float, t: int) -> None:
     )
 
 
-def _scratch_steps(group: Group) -> list:
-    """Step counters PyTorch's multi-tensor RMSprop/Adadelta increment but do not read:
-    views of one fresh buffer, so the increment costs one small kernel."""
-    return list(torch.zeros(len(group.params), dtype=torch.float32).unbind())
+def _scratch(group: Group, value: float = 0.0) -> list:
+    """Per-weight scalars that PyTorch's multi-tensor functions keep and advance, where ours are
+    one scalar or none (step counters, NAdam's mu product): views of one fresh buffer, so that
+    advancing them costs one small kernel and leaves our state alone."""
+    return list(torch.full((len(group.params),), float(value), dtype=torch.float32).unbind())
 
 
 DISPATCH: tuple[Kernel, ...] = (
-    Kernel("fused_adam", _adam_accepts, _adam_run, takes_weight_decay=True),  # Adam, AdamW, AMSGrad
+    Kernel("fused_adamw", _adam_accepts, _adam_run, takes_weight_decay=True),  # Adam, AdamW, AMSGrad
     Kernel("fused_adagrad", _adagrad_accepts, _adagrad_run),
     Kernel("fused_sgd", _sgd_accepts, _sgd_run),
     Kernel("foreach_rmsprop", _rmsprop_accepts, _rmsprop_run),
