@@ -59,21 +59,23 @@ def classification_data(n=96, seed=1):
     return x, y
 
 
-def reference_adagrad_records(x, y, w0, lr, eps, steps, percentiles=(10, 50, 90)):
-    """Full-batch AdaGrad (accumulator from 0, eps inside the root) on mean squared error, in float64.
+def reference_adagrad_records(x, y, w0, lr, eps, steps, percentiles=(10, 50, 90), batch=N):
+    """AdaGrad (accumulator from 0, eps inside the root) on mean squared error, in float64, over
+    the batches of `batch` samples in order (full batch by default).
 
     Per step: effective LR percentiles after the step, ||w_t - w_{t-1}|| / ||w_{t-1}||, and
-    the gradient norm on (x, y) at the weights after the step.
+    the gradient norm on all of (x, y) at the weights after the step.
     """
     x, y, w = x.astype(np.float64), y.astype(np.float64), w0.astype(np.float64)
     r = np.zeros_like(w)
 
-    def gradient(w):
-        return 2.0 / (N * K) * x.T @ (x @ w - y)
+    def gradient(w, xb=x, yb=y):
+        return 2.0 / (len(xb) * K) * xb.T @ (xb @ w - yb)
 
     rows = []
-    for _ in range(steps):
-        g = gradient(w)
+    for step in range(steps):
+        start = step * batch % N
+        g = gradient(w, x[start:start + batch], y[start:start + batch])
         r = r + g * g
         w_new = w - lr * g / np.sqrt(r + eps)
         elr = lr / np.sqrt(r + eps)
@@ -96,6 +98,24 @@ def test_records_match_numpy_adagrad(every):
     golden = reference_adagrad_records(x, y, w0, lr, eps, epochs)
     recorded_steps = [s for s in range(1, epochs + 1) if s % every == 0]
     assert [r["step"] for r in monitor.records] == recorded_steps
+    got = np.array([[r[name] for name in monitor.stat_names] for r in monitor.records])
+    np.testing.assert_allclose(got, golden[np.array(recorded_steps) - 1], rtol=2e-4)
+
+
+def test_records_between_steps_of_an_epoch_match_numpy_adagrad():
+    """Four steps per epoch: most records fall in the middle of an epoch, where on JAX the
+    monitor reads the trainer's state instead of the (stale) model variables."""
+    x, y, w0 = regression_data()
+    lr, eps, epochs, batch, every = 0.1, 1e-7, 3, N // 4, 3
+    model = linear_model(w0, keras_adaptive.AdaGrad(learning_rate=lr, epsilon=eps))
+    monitor = OptimizerMonitor(every=every, probe_data=(x, y))
+    model.fit(x, y, batch_size=batch, epochs=epochs, shuffle=False, verbose=0, callbacks=[monitor])
+
+    steps = epochs * N // batch
+    golden = reference_adagrad_records(x, y, w0, lr, eps, steps, batch=batch)
+    recorded_steps = [s for s in range(1, steps + 1) if s % every == 0]
+    assert [r["step"] for r in monitor.records] == recorded_steps
+    assert [r["epoch"] for r in monitor.records] == [(s - 1) // (N // batch) for s in recorded_steps]
     got = np.array([[r[name] for name in monitor.stat_names] for r in monitor.records])
     np.testing.assert_allclose(got, golden[np.array(recorded_steps) - 1], rtol=2e-4)
 
