@@ -181,7 +181,7 @@ class OptimizerMonitor(keras.callbacks.Callback):
         if self._previous is not None:
             self._record()
         self._calls += 1
-        # Only touch `self.model` on recorded steps: on JAX it syncs the training state.
+        # Never `self.model`: on JAX that property syncs the trainer's state into the model.
         if self._calls % self.every == 0:
             trainable, _, _ = self._current_values()
             self._previous = [ops.copy(ops.cast(trainable[i], "float32")) for i in self._positions]
