@@ -9,6 +9,7 @@ is the faint raw curve under a smoothed one), `val-loss-<n>`, `val-acc-<n>`, `lr
 from __future__ import annotations
 
 import io
+import threading
 import math
 import re
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
 BACKEND_STYLES = {"tensorflow": "-", "jax": "--", "torch": ":"}
 # Text stays <text> in the SVG, and every point of a curve is kept (no path simplification).
 SVG_STYLE = {"svg.fonttype": "none", "path.simplify": False}
+# rc_context sets matplotlib's global rcParams: two sessions drawing at once could each see the
+# other's exit restore the defaults mid-draw (text drawn as paths, simplified lines).
+_SVG_LOCK = threading.Lock()
 
 
 @dataclass
@@ -201,7 +205,7 @@ def to_svg(fig: Figure) -> str:
     import matplotlib
 
     buffer = io.StringIO()
-    with matplotlib.rc_context(SVG_STYLE):
+    with _SVG_LOCK, matplotlib.rc_context(SVG_STYLE):
         fig.savefig(buffer, format="svg")
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]
