@@ -29,6 +29,7 @@ import torch
 
 from keras_adaptive.adadelta import AdaDelta
 from keras_adaptive.backend.torch_multi_tensor import tensors_of
+from keras_adaptive.math import nadam_momentum
 from keras_adaptive.adagrad import AdaGrad
 from keras_adaptive.adam import Adam
 from keras_adaptive.nadam import Nadam
@@ -211,9 +212,9 @@ def _nadam_run(optimizer, group: Group, lr: float, t: int) -> None:
 
     # PyTorch keeps mu_product and the step per weight and advances both itself; ours is one
     # scalar, which Nadam._backend_update_step has already advanced to this step's product.
-    # PyTorch gets scratch copies of the product before this step (ours over mu_t, in float64:
-    # within an ulp) and of t - 1, and leaves our state alone.
-    mu = optimizer.beta_1 * (1.0 - 0.5 * 0.96 ** (t * optimizer.momentum_decay))
+    # PyTorch gets scratch copies of the product before this step (ours over the same float32
+    # mu_t that advanced it: within an ulp) and of t - 1, and leaves our state alone.
+    mu = float(nadam_momentum(optimizer.beta_1, torch.tensor(float(t)), optimizer.momentum_decay))
     before = float(optimizer._mu_product.value) / mu if mu else 0.0  # beta_1 = 0: the product is 0
     _multi_tensor_nadam(
         group.params,
