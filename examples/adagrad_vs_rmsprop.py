@@ -43,7 +43,7 @@ def main():
         csv_path = os.path.join(args.out, f"adagrad_vs_rmsprop_{name.split()[0].lower()}.csv")
         os.makedirs(args.out, exist_ok=True)
         every = 2 if args.short else 10  # --short trains 8 steps
-        monitor = OptimizerMonitor(every=every, probe_data=(x[:128], y[:128]), csv_path=csv_path, log_to_history=False)
+        monitor = OptimizerMonitor(every=every, csv_path=csv_path, log_to_history=False)
         losses, seconds = _common.fit_with_batch_losses(model, x, y, 128, epochs, callbacks=[monitor])
         accuracy = model.evaluate(x_test, y_test, verbose=0)[1]
         results[name] = (monitor, losses, accuracy)

@@ -2,9 +2,10 @@
 
 `OptimizerMonitor` records, every few steps and for each trainable variable, the
 optimizer's effective learning rate (its median and spread over the weights), the
-size of the last update relative to the weights, and the gradient norm on a probe
-batch. It reads the optimizer only through `effective_learning_rate(variable)`, so it
-works with every keras_adaptive optimizer, on TensorFlow, JAX and PyTorch.
+size of the last update relative to the weights, and the norm of the gradient that
+update applied. It reads the optimizer only through two documented methods,
+`effective_learning_rate(variable)` and `track_gradient_norms()`, so it works with every
+keras_adaptive optimizer, on TensorFlow, JAX and PyTorch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 
 import keras
 from keras import ops
+
+from keras_adaptive.math import l2_norms
 
 _TINY = 1e-30  # keeps a ratio finite for an all-zero weight (a fresh bias)
 
@@ -37,26 +40,26 @@ class OptimizerMonitor(keras.callbacks.Callback):
       last training step actually made (everything included: weight decay, clipping,
       momentum) divided by the L2 norm of the weights before it. Measured by keeping a
       copy of the weights before the recorded step; not read from the optimizer.
-    - `grad_norm` (only with `probe_data`): the L2 norm of the gradient of the compiled
-      loss (plus regularization losses) on the fixed `probe_data` batch, at the weights
-      after the step, computed with `training=False` (no dropout, BatchNorm in inference
-      mode). It is **not** the gradient of the training batch the optimizer saw: Keras'
-      `fit` does not hand gradients to callbacks, so this is a separate, small
-      forward-and-backward pass, and the costliest part of monitoring.
+    - `grad_norm`: the L2 norm of the gradient of the training batch that the recorded
+      step applied, as the optimizer received it (after loss-scale unscaling, before
+      clipping). Keras' `fit` does not hand gradients to callbacks: the optimizer keeps
+      their norms (`optimizer.track_gradient_norms()`, which the monitor calls), one
+      reduction per variable per step.
 
     Results go to `self.records` (one dict per recorded step and variable, with `step`
     = `optimizer.iterations` after the step, `epoch`, `variable` = the variable's path),
     optionally to a CSV file with the same columns (one row per step and variable, written
     as training runs), and, with `log_to_history=True`, the last record of each epoch into
     the epoch logs as `"<variable path>/<stat>"` (so into `History.history`, and into the
-    progress bar; use `verbose=0` or `2` with many variables).
+    progress bar; use `verbose=0` or `2` with many variables). Each measurement is read
+    back to the host one record later, so that on JAX the monitor never waits for a step to
+    finish; `flush()` reads back what is pending, and runs at the end of each epoch and of
+    training.
 
     Args:
         every: record after every `every`-th training step. Default 10. With
             `steps_per_execution=n` in `compile`, Keras calls callbacks every n steps and
             `every` counts those calls.
-        probe_data: optional `(x, y)` (NumPy arrays or tensors; a few dozen samples are
-            enough) for `grad_norm`. Without it no gradient norm is recorded.
         csv_path: optional path of a CSV file to (over)write.
         log_to_history: add each epoch's last record to the epoch logs. Default True.
         max_samples: most weights per variable used for the percentiles. Default 4096.
@@ -64,9 +67,14 @@ class OptimizerMonitor(keras.callbacks.Callback):
             Default (10, 50, 90).
         variables: optional list of variable paths (or substrings of them) to record;
             default all trainable variables.
+        summary: also record, at each recorded step, the whole model (all the recorded
+            variables together) as `variable="(model)"`: effective-LR percentiles over all
+            its weights (from the per-variable samples, each weighted by the number of
+            weights it stands for; NumPy's "inverted_cdf" percentiles), the update ratio and
+            the gradient norm with global L2 norms. Default False.
 
     Example:
-        >>> monitor = keras_adaptive.callbacks.OptimizerMonitor(every=10, probe_data=(x[:64], y[:64]))
+        >>> monitor = keras_adaptive.callbacks.OptimizerMonitor(every=10)
         >>> model.fit(x, y, callbacks=[monitor])
         >>> monitor.records[-1]   # {'step': ..., 'variable': 'dense/kernel', 'elr_p50': ..., ...}
 
@@ -82,12 +90,12 @@ class OptimizerMonitor(keras.callbacks.Callback):
     def __init__(
         self,
         every: int = 10,
-        probe_data: Optional[tuple] = None,
         csv_path: Optional[str] = None,
         log_to_history: bool = True,
         max_samples: int = 4096,
         percentiles: Sequence[float] = (10, 50, 90),
         variables: Optional[Sequence[str]] = None,
+        summary: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -97,27 +105,25 @@ class OptimizerMonitor(keras.callbacks.Callback):
         for q in percentiles:
             if not 0 <= q <= 100:
                 raise ValueError(f"Argument `percentiles` must hold numbers in [0, 100], got {percentiles!r}.")
-        if probe_data is not None and (not isinstance(probe_data, (tuple, list)) or len(probe_data) != 2):
-            raise ValueError(f"Argument `probe_data` must be a pair (x, y), got {type(probe_data).__name__}.")
         self.every = every
-        self.probe_data = probe_data
         self.csv_path = csv_path
         self.log_to_history = log_to_history
         self.max_samples = max_samples
         self.percentiles = tuple(float(q) for q in percentiles)
         self.variables = list(variables) if variables is not None else None
+        self.summary = bool(summary)
         self.records: list[dict] = []
         self._calls = 0
         self._epoch = 0
         self._previous = None
+        self._pending: list = []
         self._epoch_record: dict = {}
 
     # --- names --------------------------------------------------------------------
 
     @property
     def stat_names(self) -> list[str]:
-        names = [f"elr_p{q:g}" for q in self.percentiles] + ["update_ratio"]
-        return names + (["grad_norm"] if self.probe_data is not None else [])
+        return [f"elr_p{q:g}" for q in self.percentiles] + ["update_ratio", "grad_norm"]
 
     @property
     def columns(self) -> list[str]:
@@ -135,6 +141,12 @@ class OptimizerMonitor(keras.callbacks.Callback):
             )
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
+        if optimizer.gradient_norms is None:
+            optimizer.track_gradient_norms()
+            # A training function traced before does not record them (TensorFlow would keep
+            # using it): trace it again. Keras' `fit` reads `model.train_function` at each step.
+            if getattr(model, "train_function", None) is not None:
+                model.make_train_function(force=True)
         all_variables = list(model.trainable_variables)
         self._positions = [
             i
@@ -142,23 +154,23 @@ class OptimizerMonitor(keras.callbacks.Callback):
             if self.variables is None or any(name in v.path for name in self.variables)
         ]
         self._watched = [all_variables[i] for i in self._positions]
+        self._norm_indices = ops.convert_to_tensor([optimizer._get_variable_index(v) for v in self._watched], "int32")
         rng = np.random.default_rng(0)
-        self._sample_indices, self._sample_sizes = [], []
+        self._sample_indices, self._sample_sizes, self._sample_weights = [], [], []
         for v in self._watched:
             size = int(np.prod(v.shape))
-            self._sample_sizes.append(min(size, self.max_samples))
+            sample = min(size, self.max_samples)
+            self._sample_sizes.append(sample)
+            self._sample_weights.append(np.full(sample, size / sample))  # weights each sample stands for
             if size > self.max_samples:
                 idx = np.sort(rng.choice(size, self.max_samples, replace=False)).astype("int32")
                 self._sample_indices.append(ops.convert_to_tensor(idx))
             else:
                 self._sample_indices.append(None)
-        self._measure = _compile_measure(self, model, optimizer)
-        self._iterations_index = next(i for i, v in enumerate(optimizer.variables) if v is optimizer.iterations)
-        self._grad_norms = None
-        if self.probe_data is not None:
-            x, y = self.probe_data
-            self._probe = (_to_tensor(x), _to_tensor(y))
-            self._grad_norms = _compile_grad_norms(model, self._positions)
+        self._sample_weights = np.concatenate(self._sample_weights) if self._watched else np.zeros(0)
+        self._snapshot, self._measure = _compile(self, model, optimizer)
+        self._previous = None
+        self._pending = []
         self._csv_file = None
         if self.csv_path:
             directory = os.path.dirname(os.path.abspath(self.csv_path))
@@ -175,47 +187,36 @@ class OptimizerMonitor(keras.callbacks.Callback):
     # `on_train_batch_end`: a callback with a batch-end hook makes Keras run every batch's end
     # synchronously (no async dispatch of the logs), which alone cost 10-20% of an MNIST MLP's
     # step. A recorded step is measured just before the next step begins, at the weights and
-    # optimizer state it left.
+    # optimizer state it left; the measurement is only dispatched there, and read back to the
+    # host one record later (or at the end of the epoch), so that on JAX the monitor never
+    # waits for a step to finish.
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._previous is not None:
-            self._record()
+            self._dispatch()
         self._calls += 1
-        # Never `self.model`: on JAX that property syncs the trainer's state into the model.
         if self._calls % self.every == 0:
-            trainable, _, _ = self._current_values()
-            self._previous = [ops.copy(ops.cast(trainable[i], "float32")) for i in self._positions]
+            self._previous = self._snapshot()
 
-    def _record(self) -> None:
-        trainable, non_trainable, optimizer_values = self._current_values()
-        flat = ops.convert_to_numpy(self._measure(trainable, optimizer_values, self._previous))
-        self._previous = None
-        count = len(self._watched)
-        ratios, samples = flat[:count], np.split(flat[count:], np.cumsum(self._sample_sizes)[:-1])
-        stats = np.stack([np.append(_percentiles(sample, self.percentiles), ratio) for sample, ratio in zip(samples, ratios)])
-        if self._grad_norms is not None:
-            norms = ops.convert_to_numpy(self._grad_norms(*self._probe, trainable, non_trainable))
-            stats = np.concatenate([stats, norms[:, None]], axis=1)
-        step = int(ops.convert_to_numpy(optimizer_values[self._iterations_index]))
-        for v, row in zip(self._watched, stats):
-            record = {"step": step, "epoch": self._epoch, "variable": v.path}
-            record.update({name: float(value) for name, value in zip(self.stat_names, row)})
-            self.records.append(record)
-            if self._csv_file is not None:
-                self._csv_writer.writerow(record)
-            self._epoch_record.update({f"{v.path}/{name}": record[name] for name in self.stat_names})
+    def flush(self) -> None:
+        """Measure a recorded step that has finished but not been measured yet, and move every
+        pending measurement into `records` (and the CSV file). Called at the end of each epoch
+        and of training; call it yourself between steps when you drive the hooks by hand
+        (around `train_on_batch`) and need the records at once."""
+        if self._previous is not None:
+            self._dispatch()
+        while self._pending:
+            self._resolve(*self._pending.pop(0))
         if self._csv_file is not None:
             self._csv_file.flush()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._previous is not None:  # the epoch's last step was a recorded one
-            self._record()
+        self.flush()
         if self.log_to_history and logs is not None:
             logs.update(self._epoch_record)
 
     def on_train_end(self, logs=None):
-        if self._previous is not None:
-            self._record()
+        self.flush()
         if self._csv_file is not None:
             self._csv_file.close()
             self._csv_file = None
@@ -229,7 +230,8 @@ class OptimizerMonitor(keras.callbacks.Callback):
         return pd.DataFrame(self.records, columns=self.columns)
 
     def series(self, variable: str, stat: str) -> tuple[np.ndarray, np.ndarray]:
-        """`(steps, values)` of one statistic for the variable whose path is or contains `variable`."""
+        """`(steps, values)` of one statistic for the variable whose path is or contains
+        `variable` (`"(model)"` for the whole-model records of `summary=True`)."""
         rows = [r for r in self.records if r["variable"] == variable]
         if not rows:
             rows = [r for r in self.records if variable in r["variable"]]
@@ -239,35 +241,70 @@ class OptimizerMonitor(keras.callbacks.Callback):
 
     # --- internals --------------------------------------------------------------------
 
-    def _current_values(self) -> tuple[list, list, list]:
-        """The current values of the model's trainable and non-trainable variables and of the
-        optimizer's variables.
+    def _dispatch(self) -> None:
+        """Start measuring the recorded step (asynchronously on JAX), and read back the
+        earlier measurements that are done."""
+        measured = self._measure(self._previous)
+        self._previous = None
+        # JAX runs steps ahead of Python: one still waiting behind queued steps is left for
+        # later rather than stalling the training loop.
+        while self._pending and all(getattr(part, "is_ready", lambda: True)() for part in self._pending[0][0]):
+            self._resolve(*self._pending.pop(0))
+        self._pending.append((measured, self._epoch))
 
-        On JAX, in the middle of an epoch the trainer holds them (`_jax_state`) and the model's
-        variables are stale; reading them there avoids `Callback.model`'s sync, which assigns
-        every variable and makes the next step fetch its state anew (most of a record's cost).
-        Elsewhere, and on JAX when the model is in sync, they are the variables' values."""
-        model = self._model
-        state = getattr(model, "_jax_state", None)
-        if state and not getattr(model, "_jax_state_synced", True):
-            return tuple(list(state[k]) for k in ("trainable_variables", "non_trainable_variables", "optimizer_variables"))
-        return tuple([v.value for v in variables] for variables in
-                     (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables))
+    def _resolve(self, measured, epoch: int) -> None:
+        flat, iterations = (ops.convert_to_numpy(part) for part in measured)
+        flat = flat.astype(np.float64)
+        count = len(self._watched)
+        changes, befores, norms, samples = np.split(flat, [count, 2 * count, 3 * count])
+        rows = [
+            [*_percentiles(sample, self.percentiles), change / (before + _TINY), norm]
+            for sample, change, before, norm in zip(
+                np.split(samples, np.cumsum(self._sample_sizes)[:-1]), changes, befores, norms
+            )
+        ]
+        names = [v.path for v in self._watched]
+        if self.summary:
+            names.append(MODEL)
+            rows.append([*_weighted_percentiles(samples, self._sample_weights, self.percentiles),
+                         _norm(changes) / (_norm(befores) + _TINY), _norm(norms)])
+        step = int(iterations)
+        for name, row in zip(names, rows):
+            record = {"step": step, "epoch": epoch, "variable": name}
+            record.update({stat: float(value) for stat, value in zip(self.stat_names, row)})
+            self.records.append(record)
+            if self._csv_file is not None:
+                self._csv_writer.writerow(record)
+            self._epoch_record.update({f"{name}/{stat}": record[stat] for stat in self.stat_names})
 
     def _statistics(self, previous):
-        """The update ratio of each watched variable, then each one's (sampled) effective LRs.
+        """The change, weight and gradient norms of each watched variable, then each one's
+        (sampled) effective LRs, as one flat float32 tensor (one device-to-host transfer per
+        record), and the optimizer's step count.
 
         Percentiles are taken on the host with NumPy: sorting on XLA's CPU backend costs
         milliseconds per variable, more than the whole rest of a record."""
         optimizer = self._optimizer
-        samples, ratios = [], []
-        for v, before, idx in zip(self._watched, previous, self._sample_indices):
+        samples = []
+        for v, idx in zip(self._watched, self._sample_indices):
             elr = ops.reshape(ops.cast(optimizer.effective_learning_rate(v), "float32"), (-1,))
             samples.append(elr if idx is None else ops.take(elr, idx))
-            change = ops.cast(v.value, "float32") - before
-            ratios.append(ops.sqrt(ops.sum(ops.square(change))) / (ops.sqrt(ops.sum(ops.square(before))) + _TINY))
-        # One flat array, so that a record costs one device-to-host transfer.
-        return ops.concatenate([ops.stack(ratios)] + samples)
+        after = [ops.cast(v.value, "float32") for v in self._watched]
+        norms = [
+            l2_norms([a - b for a, b in zip(after, previous)]),
+            l2_norms(previous),
+            ops.take(optimizer.gradient_norms.value, self._norm_indices),
+        ]
+        # Copies: on PyTorch `.value` is the variable's own tensor, which the next steps advance.
+        return ops.concatenate(norms + samples), ops.copy(optimizer.iterations.value)
+
+
+MODEL = "(model)"  # the `variable` of the whole-model records
+
+
+def _norm(norms: np.ndarray) -> float:
+    """The L2 norm of a vector made of parts whose L2 norms are `norms`."""
+    return float(np.sqrt(np.sum(np.square(norms))))
 
 
 def _percentiles(sample: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
@@ -280,98 +317,80 @@ def _percentiles(sample: np.ndarray, percentiles: Sequence[float]) -> np.ndarray
     return ordered[low] + (position - low) * (ordered[high] - ordered[low])
 
 
-def _to_tensor(x):
-    return ops.convert_to_tensor(x)
+def _weighted_percentiles(values: np.ndarray, weights: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
+    """Percentiles of `values`, each counted `weights` times: the smallest value whose
+    cumulative weight reaches q% of the total (NumPy's "inverted_cdf" method; with equal
+    weights, `np.percentile(values, q, method="inverted_cdf")`)."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    index = np.searchsorted(cumulative, np.asarray(percentiles) / 100.0 * cumulative[-1], side="left")
+    return values[order][np.minimum(index, len(values) - 1)]
 
 
-def _compile_measure(monitor: OptimizerMonitor, model, optimizer):
-    """`monitor._statistics` compiled for the backend, as a function of (trainable values,
-    optimizer values, weights before the step); TensorFlow and PyTorch read the variables."""
+def _compile(monitor: OptimizerMonitor, model, optimizer):
+    """`(snapshot, measure)` for the backend.
+
+    `snapshot()` copies the watched weights (float32) before a recorded step, in one call.
+    `measure(previous)` is `monitor._statistics` compiled (`tf.function`, `jax.jit`; eager
+    on PyTorch), and returns without waiting for the result. On JAX both read the
+    trainer's state (see `_jax_values`)."""
     backend = keras.backend.backend()
     monitor._optimizer = optimizer
+    positions, watched = monitor._positions, monitor._watched
     if backend == "tensorflow":
         import tensorflow as tf
 
-        compiled = tf.function(monitor._statistics, reduce_retracing=True)
-        return lambda trainable_values, optimizer_values, previous: compiled(previous)
+        @tf.function
+        def snapshot():
+            return [tf.identity(tf.cast(v.value, "float32")) for v in watched]
+
+        return snapshot, tf.function(monitor._statistics)
     if backend == "jax":
         import jax
 
-        def stateless(trainable_values, optimizer_values, previous):
-            mapping = list(zip(model.trainable_variables, trainable_values))
-            mapping += list(zip(optimizer.variables, optimizer_values))
+        def stateless_measure(trainable, optimizer_values, previous):
+            mapping = list(zip(model.trainable_variables, trainable)) + list(zip(optimizer.variables, optimizer_values))
             with keras.StatelessScope(state_mapping=mapping):
                 return monitor._statistics(previous)
 
-        return jax.jit(stateless) if model.jit_compile else stateless
+        def stateless_snapshot(trainable):
+            return [ops.copy(ops.cast(trainable[i], "float32")) for i in positions]
+
+        if model.jit_compile:
+            stateless_measure, stateless_snapshot = jax.jit(stateless_measure), jax.jit(stateless_snapshot)
+
+        def snapshot():
+            return stateless_snapshot(_jax_values(model)[0])
+
+        def measure(previous):
+            trainable, _, optimizer_values = _jax_values(model)
+            return stateless_measure(trainable, optimizer_values, previous)
+
+        return snapshot, measure
     if backend == "torch":
         import torch
 
-        def measure(trainable_values, optimizer_values, previous):
+        def snapshot():
+            return [v.value.detach().to(torch.float32, copy=True) for v in watched]
+
+        def measure(previous):
             with torch.no_grad():
                 return monitor._statistics(previous)
 
-        return measure
+        return snapshot, measure
     raise ValueError(f"OptimizerMonitor supports the tensorflow, jax and torch backends, got {backend!r}.")
 
 
-def _compile_grad_norms(model, positions: list[int]):
-    """A function `(x, y, trainable values, non-trainable values) -> L2 norms of d loss / d w`
-    for the trainable variables at `positions` (TensorFlow and PyTorch read the variables)."""
-    backend = keras.backend.backend()
+def _jax_values(model) -> tuple[list, list, list]:
+    """The current values of the model's trainable and non-trainable variables and of the
+    optimizer's variables, on JAX.
 
-    def loss_of(x, y):
-        # The scope swallows writes (the compiled loss updates per-output loss metrics).
-        with keras.StatelessScope():
-            y_pred = model(x, training=False)
-            return model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
-
-    def norms(grads):
-        zero = ops.zeros((), "float32")
-        return ops.stack([zero if g is None else ops.sqrt(ops.sum(ops.square(ops.cast(g, "float32")))) for g in grads])
-
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        @tf.function(reduce_retracing=True)
-        def grad_norms(x, y):
-            variables = [model.trainable_variables[i] for i in positions]
-            with tf.GradientTape() as tape:
-                loss = loss_of(x, y)
-            return norms(tape.gradient(loss, [v.value for v in variables]))
-
-        return lambda x, y, trainable_values, non_trainable_values: grad_norms(x, y)
-    if backend == "jax":
-        import jax
-
-        def loss_fn(trainable_values, non_trainable_values, x, y):
-            mapping = list(zip(model.trainable_variables, trainable_values))
-            mapping += list(zip(model.non_trainable_variables, non_trainable_values))
-            with keras.StatelessScope(state_mapping=mapping):
-                y_pred = model(x, training=False)
-                return model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
-
-        def probe(trainable_values, non_trainable_values, x, y):
-            grads = jax.grad(loss_fn)(trainable_values, non_trainable_values, x, y)
-            return norms([grads[i] for i in positions])
-
-        jitted = jax.jit(probe) if model.jit_compile else probe
-
-        def grad_norms(x, y, trainable_values, non_trainable_values):
-            return jitted(trainable_values, non_trainable_values, x, y)
-
-        return grad_norms
-    if backend == "torch":
-        import torch
-
-        def grad_norms(x, y, trainable_values=None, non_trainable_values=None):
-            variables = [model.trainable_variables[i].value for i in positions]
-            with torch.enable_grad():
-                loss = loss_of(x, y)
-                grads = torch.autograd.grad(loss, variables, allow_unused=True)
-            grads = [torch.zeros_like(v) if g is None else g for v, g in zip(variables, grads)]
-            with torch.no_grad():
-                return norms(grads)
-
-        return grad_norms
-    raise ValueError(f"OptimizerMonitor supports the tensorflow, jax and torch backends, got {backend!r}.")
+    In the middle of an epoch the trainer holds them (`_jax_state`) and the model's variables
+    are stale; reading them there avoids `Callback.model`'s sync, which assigns every variable
+    and makes the next step fetch its state anew (most of a record's cost). When the model is
+    in sync (between epochs, around `train_on_batch`) they are the variables' values."""
+    state = getattr(model, "_jax_state", None)
+    if state and not getattr(model, "_jax_state_synced", True):
+        return tuple(list(state[k]) for k in ("trainable_variables", "non_trainable_variables", "optimizer_variables"))
+    return tuple([v.value for v in variables] for variables in
+                 (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math as pymath
 from typing import Any
 
+import keras
 from keras import ops
 
 EPSILON_PLACEMENTS = ("inside", "outside")
@@ -63,3 +64,14 @@ def rms_denominator(second_moment, epsilon: float, placement: str):
 def nadam_momentum(beta_1: float, step, momentum_decay: float):
     """Dozat's momentum schedule `mu_t = beta_1 * (1 - 0.5 * 0.96^(momentum_decay * t))`."""
     return beta_1 * (1.0 - 0.5 * ops.power(ops.cast(0.96, step.dtype), step * momentum_decay))
+
+
+def l2_norms(tensors: list):
+    """The L2 norm of each tensor, as one float32 vector. On PyTorch one multi-tensor call
+    (each Keras op there costs microseconds of Python; this runs every step of a monitored
+    training)."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.stack(torch._foreach_norm(list(tensors), dtype=torch.float32))
+    return ops.stack([ops.sqrt(ops.sum(ops.square(ops.cast(t, "float32")))) for t in tensors])

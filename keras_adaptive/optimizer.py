@@ -14,6 +14,7 @@ import keras
 import numpy as np
 from keras import backend, ops
 
+from keras_adaptive.math import l2_norms
 from keras_adaptive.validation import check_learning_rate, check_non_negative
 
 
@@ -113,6 +114,8 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
                 raise ValueError(
                     f"The learning-rate schedule {self._learning_rate!r} must return a scalar, got shape {shape}."
                 )
+        if self.gradient_norms is not None:
+            self._record_gradient_norms(grads, trainable_variables)
         return super().apply(grads, trainable_variables)
 
     # --- state -------------------------------------------------------------------
@@ -187,10 +190,15 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
 
     def state_layout(self) -> dict:
         """What the saved state holds: the optimizer, its slot names, its variable count."""
-        return {"optimizer": type(self).__name__, "slots": list(self.slot_names()), "variables": len(self.variables)}
+        return {"optimizer": type(self).__name__, "slots": list(self.slot_names()), "variables": len(self._saved_variables())}
+
+    def _saved_variables(self) -> list:
+        """The optimizer's state: its variables less the monitoring-only `gradient_norms`."""
+        return [v for v in self.variables if v is not self.gradient_norms]
 
     def save_own_variables(self, store: Any) -> None:
-        super().save_own_variables(store)
+        for i, variable in enumerate(self._saved_variables()):
+            store[str(i)] = variable.numpy()
         store[STATE_LAYOUT_KEY] = np.frombuffer(json.dumps(self.state_layout()).encode(), dtype=np.uint8)
 
     def load_own_variables(self, store: Any) -> None:
@@ -220,12 +228,13 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
                     f"slots {saved['slots']}. Build the optimizer with the arguments it was saved with, or load "
                     f"the model weights alone and start a fresh optimizer."
                 )
-        if len(state) != len(self.variables):
+        variables = self._saved_variables()
+        if len(state) != len(variables):
             raise ValueError(
                 f"Cannot restore the state of {where}: the checkpoint holds {len(state)} optimizer variables. "
                 f"It was saved by another optimizer or configuration, or for another model."
             )
-        for i, variable in enumerate(self.variables):
+        for i, variable in enumerate(variables):
             value = state[str(i)]
             if tuple(value.shape) != tuple(variable.shape):
                 raise ValueError(
@@ -235,6 +244,36 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
             variable.assign(value)
 
     # --- monitoring ----------------------------------------------------------------
+
+    gradient_norms = None  # the float32 variable `track_gradient_norms()` makes
+
+    def track_gradient_norms(self) -> None:
+        """From now on, keep in `self.gradient_norms` the L2 norm of each variable's latest
+        gradient, as `apply` receives it (after loss-scale unscaling, before clipping), in
+        the order of the variables the optimizer was built with (0 for a variable without a
+        gradient at that step).
+
+        `OptimizerMonitor` calls it: the gradients of the training batch are computed anyway,
+        and their norms cost one reduction each per step. The norms are an optimizer variable
+        (so that they leave a compiled JAX step) but not part of its saved state. Call it
+        after `build`, before the training function is traced (a traced TensorFlow or JAX
+        step does not see it)."""
+        if not self.built:
+            raise ValueError("Call `track_gradient_norms()` after the optimizer is built (it needs the variables).")
+        if self.gradient_norms is None:
+            self.gradient_norms = self.add_variable(
+                shape=(len(self._trainable_variables),), initializer="zeros", dtype="float32", name="gradient_norms"
+            )
+
+    def _record_gradient_norms(self, grads: list, trainable_variables: Any) -> None:
+        variables = self._trainable_variables if trainable_variables is None else trainable_variables
+        index = {self._get_variable_index(v): g for g, v in zip(grads, variables) if g is not None}
+        if not index:
+            return
+        norms = l2_norms([_dense(index[i]) for i in sorted(index)])
+        if len(index) < len(self._trainable_variables):  # a subset: zeros elsewhere
+            norms = ops.scatter(ops.expand_dims(ops.array(sorted(index), "int32"), 1), norms, (len(self._trainable_variables),))
+        self.gradient_norms.assign(norms)
 
     def effective_learning_rate(self, variable: Any):
         """The per-weight step size this optimizer would apply next, as a tensor shaped like `variable`.

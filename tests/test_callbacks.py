@@ -59,12 +59,12 @@ def classification_data(n=96, seed=1):
     return x, y
 
 
-def reference_adagrad_records(x, y, w0, lr, eps, steps, percentiles=(10, 50, 90), batch=N):
+def reference_adagrad_records(x, y, w0, lr, eps, steps, percentiles=(10, 50, 90), batch=N, method="linear"):
     """AdaGrad (accumulator from 0, eps inside the root) on mean squared error, in float64, over
     the batches of `batch` samples in order (full batch by default).
 
     Per step: effective LR percentiles after the step, ||w_t - w_{t-1}|| / ||w_{t-1}||, and
-    the gradient norm on all of (x, y) at the weights after the step.
+    the norm of the step's gradient (of its batch, at w_{t-1}).
     """
     x, y, w = x.astype(np.float64), y.astype(np.float64), w0.astype(np.float64)
     r = np.zeros_like(w)
@@ -80,8 +80,8 @@ def reference_adagrad_records(x, y, w0, lr, eps, steps, percentiles=(10, 50, 90)
         w_new = w - lr * g / np.sqrt(r + eps)
         elr = lr / np.sqrt(r + eps)
         rows.append(
-            list(np.percentile(elr, percentiles))
-            + [np.linalg.norm(w_new - w) / np.linalg.norm(w), np.linalg.norm(gradient(w_new))]
+            list(np.percentile(elr, percentiles, method=method))
+            + [np.linalg.norm(w_new - w) / np.linalg.norm(w), np.linalg.norm(g)]
         )
         w = w_new
     return np.array(rows)
@@ -92,7 +92,7 @@ def test_records_match_numpy_adagrad(every):
     x, y, w0 = regression_data()
     lr, eps, epochs = 0.1, 1e-7, 7
     model = linear_model(w0, keras_adaptive.AdaGrad(learning_rate=lr, epsilon=eps))
-    monitor = OptimizerMonitor(every=every, probe_data=(x, y))
+    monitor = OptimizerMonitor(every=every)
     model.fit(x, y, batch_size=N, epochs=epochs, shuffle=False, verbose=0, callbacks=[monitor])
 
     golden = reference_adagrad_records(x, y, w0, lr, eps, epochs)
@@ -102,13 +102,91 @@ def test_records_match_numpy_adagrad(every):
     np.testing.assert_allclose(got, golden[np.array(recorded_steps) - 1], rtol=2e-4)
 
 
+def test_whole_model_records_match_numpy_adagrad():
+    """`summary=True`: one variable, so the "(model)" record is that variable's, with the
+    effective-LR percentiles by NumPy's inverted-CDF rule."""
+    x, y, w0 = regression_data()
+    lr, eps, epochs = 0.1, 1e-7, 5
+    model = linear_model(w0, keras_adaptive.AdaGrad(learning_rate=lr, epsilon=eps))
+    monitor = OptimizerMonitor(every=1, summary=True)
+    history = model.fit(x, y, batch_size=N, epochs=epochs, shuffle=False, verbose=0, callbacks=[monitor])
+
+    golden = reference_adagrad_records(x, y, w0, lr, eps, epochs, method="inverted_cdf")
+    rows = [r for r in monitor.records if r["variable"] == "(model)"]
+    assert [r["step"] for r in rows] == list(range(1, epochs + 1))
+    got = np.array([[r[name] for name in monitor.stat_names] for r in rows])
+    np.testing.assert_allclose(got, golden, rtol=2e-4)
+    assert history.history["(model)/grad_norm"][-1] == pytest.approx(golden[-1, -1], rel=2e-4)
+
+
+def test_weighted_percentiles_are_numpy_inverted_cdf_of_the_repeated_values():
+    from keras_adaptive.callbacks import _weighted_percentiles
+
+    rng = np.random.default_rng(0)
+    values, weights = rng.normal(size=40), rng.integers(1, 5, size=40)
+    q = [0, 10, 37.5, 50, 90, 100]
+    np.testing.assert_array_equal(
+        _weighted_percentiles(values, weights.astype(float), q),
+        np.percentile(np.repeat(values, weights), q, method="inverted_cdf"),
+    )
+
+
+def test_whole_model_update_ratio_and_gradient_norm_are_global_norms():
+    """Two layers with biases: the "(model)" update ratio is ||all changes|| / ||all weights
+    before||, from weights the test reads itself after every step."""
+    x, y = classification_data()
+    model = mlp(keras_adaptive.RMSProp(learning_rate=0.01), jit_compile=False)
+    model.layers[1].rate = 0.0
+    weights = []
+
+    class Weights(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            weights.append([w.astype(np.float64) for w in self.model.get_weights()])
+
+    monitor = OptimizerMonitor(every=1, summary=True, log_to_history=False)
+    weights.append([w.astype(np.float64) for w in model.get_weights()])
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0, callbacks=[monitor, Weights()])
+    rows = [r for r in monitor.records if r["variable"] == "(model)"]
+    assert len(rows) == 3
+    for k, row in enumerate(rows):
+        change = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(weights[k + 1], weights[k])))
+        before = np.sqrt(sum(np.sum(b**2) for b in weights[k]))
+        assert row["update_ratio"] == pytest.approx(change / before, rel=1e-4)
+        per_variable = [r["grad_norm"] for r in monitor.records if r["step"] == row["step"] and r is not row]
+        assert row["grad_norm"] == pytest.approx(np.sqrt(np.sum(np.square(per_variable))), rel=1e-6)
+
+
+def test_gradient_norms_after_an_unmonitored_fit_and_through_a_checkpoint(tmp_path):
+    """A training function traced before the monitor asked for gradient norms is traced again
+    (else TensorFlow would keep recording none); the norms are not saved with the optimizer."""
+    x, y, w0 = regression_data()
+    lr, eps = 0.1, 1e-7
+    model = linear_model(w0, keras_adaptive.AdaGrad(learning_rate=lr, epsilon=eps))
+    model.fit(x, y, batch_size=N, epochs=2, shuffle=False, verbose=0)
+    monitor = OptimizerMonitor(every=1, log_to_history=False)
+    model.fit(x, y, batch_size=N, epochs=3, shuffle=False, verbose=0, callbacks=[monitor])
+    golden = reference_adagrad_records(x, y, w0, lr, eps, 5)
+    got = np.array([[r[name] for name in monitor.stat_names] for r in monitor.records])
+    assert [r["step"] for r in monitor.records] == [3, 4, 5]
+    np.testing.assert_allclose(got, golden[2:], rtol=2e-4)
+
+    path = str(tmp_path / "monitored.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.optimizer.gradient_norms is None
+    saved = [v for v in model.optimizer.variables if v is not model.optimizer.gradient_norms]
+    assert len(restored.optimizer.variables) == len(saved)
+    for a, b in zip(restored.optimizer.variables, saved):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
 def test_records_between_steps_of_an_epoch_match_numpy_adagrad():
     """Four steps per epoch: most records fall in the middle of an epoch, where on JAX the
     monitor reads the trainer's state instead of the (stale) model variables."""
     x, y, w0 = regression_data()
     lr, eps, epochs, batch, every = 0.1, 1e-7, 3, N // 4, 3
     model = linear_model(w0, keras_adaptive.AdaGrad(learning_rate=lr, epsilon=eps))
-    monitor = OptimizerMonitor(every=every, probe_data=(x, y))
+    monitor = OptimizerMonitor(every=every)
     model.fit(x, y, batch_size=batch, epochs=epochs, shuffle=False, verbose=0, callbacks=[monitor])
 
     steps = epochs * N // batch
@@ -128,7 +206,7 @@ def test_sgd_effective_learning_rate_is_the_learning_rate():
     assert len(monitor.records) == N // 8
     for record in monitor.records:
         assert record["elr_p10"] == record["elr_p50"] == record["elr_p90"] == pytest.approx(0.05)
-        assert "grad_norm" not in record  # no probe data, no gradient
+        assert record["grad_norm"] > 0
 
 
 OPTIMIZER_CASES = {
@@ -147,7 +225,7 @@ def test_every_optimizer_is_monitored(case, tmp_path):
     # Unjitted: 12 steps are cheaper run eagerly than compiled (JAX compiles for seconds).
     model = mlp(OPTIMIZER_CASES[case](), jit_compile=False)
     path = tmp_path / "monitor.csv"
-    monitor = OptimizerMonitor(every=2, probe_data=(x[:16], y[:16]), csv_path=str(path))
+    monitor = OptimizerMonitor(every=2, csv_path=str(path))
     history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[monitor])
 
     steps = 2 * (96 // 16)
@@ -173,10 +251,10 @@ def test_every_optimizer_is_monitored(case, tmp_path):
 
 
 def test_monitoring_does_not_change_training():
-    """The probe pass and the weight copies must not touch weights, optimizer state or metrics."""
+    """The gradient norms and the weight copies must not touch weights, optimizer state or metrics."""
     x, y = classification_data()
     losses = []
-    for callbacks in ([], [OptimizerMonitor(every=1, probe_data=(x[:16], y[:16]))]):
+    for callbacks in ([], [OptimizerMonitor(every=1)]):
         model = mlp(keras_adaptive.Adam(learning_rate=0.01), seed=3)
         model.layers[1].rate = 0.0  # no dropout: the two runs must be bit-for-bit comparable
         history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
@@ -202,7 +280,7 @@ def test_variables_filter_and_sampled_percentiles():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"every": 0}, {"every": 2.5}, {"max_samples": 0}, {"percentiles": (10, 150)}, {"probe_data": np.zeros(3)}],
+    [{"every": 0}, {"every": 2.5}, {"max_samples": 0}, {"percentiles": (10, 150)}],
 )
 def test_bad_arguments_raise_value_error(kwargs):
     with pytest.raises(ValueError, match="Argument `"):
