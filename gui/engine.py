@@ -23,6 +23,8 @@ from typing import Any, Optional
 from keras_adaptive_gui import hyperparams, tasks
 
 BACKENDS = ("tensorflow", "jax", "torch")
+# The optimizer statistics a worker reports (see worker.py), also the names of their CSV columns.
+STATS = ("effective_lr", "update_ratio", "grad_norm")
 
 
 @dataclass(frozen=True)
@@ -227,8 +229,7 @@ class Series:
     steps: list = field(default_factory=list)
     times: list = field(default_factory=list)
     losses: list = field(default_factory=list)
-    lr_steps: list = field(default_factory=list)
-    lrs: list = field(default_factory=list)
+    stats: dict = field(default_factory=lambda: {name: ([], []) for name in STATS})  # name -> (steps, values)
     xs: list = field(default_factory=list)
     ys: list = field(default_factory=list)
     epochs: list = field(default_factory=list)
@@ -240,12 +241,16 @@ class Series:
         self.steps.append(row["step"])
         self.times.append(row["time"])
         self.losses.append(row["loss"])
-        if row.get("lr") is not None:
-            self.lr_steps.append(row["step"])
-            self.lrs.append(row["lr"])
         if "x" in row:
             self.xs.append(row["x"])
             self.ys.append(row["y"])
+
+    def add_stats(self, row: dict) -> None:
+        for name in STATS:
+            if row.get(name) is not None:
+                steps, values = self.stats[name]
+                steps.append(row["step"])
+                values.append(row[name])
 
     def time_per_step_ms(self) -> Optional[float]:
         """Mean step time after the first step (which includes tracing/compiling)."""
@@ -369,6 +374,8 @@ class Comparison:
         elif kind == "steps":
             for row in m["rows"]:
                 self.series_of(w.backend, row["series"]).add_step(row)
+            for row in m.get("stats", ()):
+                self.series_of(w.backend, row["series"]).add_stats(row)
         elif kind == "epoch":
             s = self.series_of(w.backend, m["series"])
             s.epochs.append(m["epoch"])
@@ -477,14 +484,14 @@ class Comparison:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w", newline="") as f:
             out = csv.writer(f)
-            out.writerow(["optimizer", "backend", "record", "step", "epoch", "time_s", "loss", "effective_lr",
+            out.writerow(["optimizer", "backend", "record", "step", "epoch", "time_s", "loss", *STATS,
                           "x", "y", "val_loss", "val_acc"])
             for s in self.series:
-                lrs = dict(zip(s.lr_steps, s.lrs))
+                stats = [dict(zip(*s.stats[name])) for name in STATS]
                 for j, step in enumerate(s.steps):
                     xy = (s.xs[j], s.ys[j]) if j < len(s.xs) else ("", "")
                     out.writerow([s.label, s.backend, "step", step, "", f"{s.times[j]:.6f}", repr(s.losses[j]),
-                                  lrs.get(step, ""), *xy, "", ""])
+                                  *(by_step.get(step, "") for by_step in stats), *xy, "", ""])
                 for epoch, step, vl, va in zip(s.epochs, s.epoch_steps, s.val_losses, s.val_accs):
-                    out.writerow([s.label, s.backend, "epoch", step, epoch, "", "", "", "", "", vl, va])
+                    out.writerow([s.label, s.backend, "epoch", step, epoch, "", "", *[""] * len(STATS), "", "", vl, va])
         return path

@@ -2,8 +2,10 @@
 lines are real DOM elements) and saved as PNG for download.
 
 Each curve's SVG group has an id a test can find: `loss-<n>` (training loss; `loss-raw-<n>`
-is the faint raw curve under a smoothed one), `val-loss-<n>`, `val-acc-<n>`, `lr-<n>`,
-`path-<n>` (2-D paths), with n the series' index.
+is the faint raw curve under a smoothed one), `val-loss-<n>`, `val-acc-<n>`, `path-<n>`
+(2-D paths), and the optimizer's statistics `lr-<n>` (median effective learning rate),
+`ratio-<n>` (update size / weight size) and `gnorm-<n>` (gradient norm), with n the
+series' index.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, MaxNLocator, NullLocator
 
 from keras_adaptive_gui import tasks
 
@@ -56,23 +58,33 @@ def _style(series: Any, several_backends: bool = True) -> dict:
     return {"color": COLORS[series.optimizer % len(COLORS)], "linestyle": linestyle}
 
 
+# The optimizer statistics' panels: (name in Series.stats, SVG gid prefix, title for models, title for 2-D).
+STAT_PANELS = (
+    ("effective_lr", "lr", "median effective learning rate", "effective learning rate"),
+    ("update_ratio", "ratio", "update / weight size  ‖Δw‖/‖w‖", "step size / distance from 0  ‖Δp‖/‖p‖"),
+    ("grad_norm", "gnorm", "gradient norm of the batch  ‖g‖", "gradient norm of the step  ‖∇f‖"),
+)
+
+
 def figure(comparison: Any, options: DisplayOptions) -> Figure:
     config = comparison.config
     if config.kind == "2d":
         return _figure_2d(comparison, options)
-    fig = Figure(figsize=(11, 7.2), layout="constrained")
-    grid = fig.add_gridspec(2, 3, height_ratios=(1.5, 1))
-    ax_loss = fig.add_subplot(grid[0, :])
-    ax_val = fig.add_subplot(grid[1, 0])
-    ax_acc = fig.add_subplot(grid[1, 1])
-    ax_lr = fig.add_subplot(grid[1, 2])
+    # The training loss with the optimizer statistics in a column beside it; validation below.
+    fig = Figure(figsize=(11, 7.6), layout="constrained")
+    left, right = fig.add_gridspec(1, 2, width_ratios=(2, 1.05))
+    left = left.subgridspec(3, 2)
+    ax_loss = fig.add_subplot(left[:2, :])
+    ax_val = fig.add_subplot(left[2, 0])
+    ax_acc = fig.add_subplot(left[2, 1])
+    stat_axes = _stacked(fig, right.subgridspec(3, 1))
     by_time = options.x_axis == "time"
     _training_loss(ax_loss, comparison, options, by_time)
     metric = "accuracy" if config.kind == "classify" else f"accuracy (|error| < {tasks.ADDING_TOLERANCE:g})"
     for s_index, s in enumerate(comparison.series):
         style = _style(s, len(comparison.config.backends) > 1)
         if s.epochs:
-            x = s.epoch_steps if not by_time else [s.times[s.steps.index(k)] for k in s.epoch_steps]
+            x = _x(s, s.epoch_steps, by_time)
             (line,) = ax_val.plot(x, s.val_losses, marker="o", ms=4, label=s.label, **style)
             line.set_gid(f"val-loss-{s_index}")
             (line,) = ax_acc.plot(x, s.val_accs, marker="o", ms=4, label=s.label, **style)
@@ -86,8 +98,16 @@ def figure(comparison: Any, options: DisplayOptions) -> Figure:
         ax.grid(alpha=0.3)
         if not ax.lines:
             ax.text(0.5, 0.5, "after the first epoch", ha="center", va="center", transform=ax.transAxes, color="0.5")
-    _effective_lr(ax_lr, comparison, by_time)
+    _statistics(stat_axes, comparison, by_time)
     return fig
+
+
+def _x(series: Any, steps: list, by_time: bool) -> list:
+    """The x coordinates of `steps`: the steps, or the series' own step time at each."""
+    if not by_time:
+        return steps
+    time_of = dict(zip(series.steps, series.times))
+    return [time_of.get(k, math.nan) for k in steps]
 
 
 def _training_loss(ax: Any, comparison: Any, options: DisplayOptions, by_time: bool) -> None:
@@ -133,29 +153,73 @@ def _backend_note(comparison: Any) -> str:
     return "backends " + ", ".join(f"{b} ({BACKEND_STYLES[b]})" for b in backends)
 
 
-def _effective_lr(ax: Any, comparison: Any, by_time: bool) -> None:
-    for s_index, s in enumerate(comparison.series):
-        if s.lrs:
-            x = s.lr_steps if not by_time else [s.times[s.steps.index(k)] for k in s.lr_steps]
-            (line,) = ax.plot(x, s.lrs, label=s.label, **_style(s, len(comparison.config.backends) > 1))
-            line.set_gid(f"lr-{s_index}")
-    ax.set_title("median effective learning rate", fontsize=10)
-    ax.set_xlabel("seconds of step time" if by_time else "step")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.set_yscale("log")
-    else:
-        ax.text(0.5, 0.5, "keras_adaptive optimizers only", ha="center", va="center", transform=ax.transAxes, color="0.5")
+def _stacked(fig: Figure, grid: Any) -> list:
+    """One panel per row of `grid`, all on the x axis of the first."""
+    axes = [fig.add_subplot(grid[0])]
+    axes += [fig.add_subplot(grid[row], sharex=axes[0]) for row in range(1, grid.nrows)]
+    return axes
+
+
+class _PlainLogFormatter(LogFormatterSciNotation):
+    """matplotlib's choice of which log ticks to label, written as 0.006 rather than 6×10⁻³."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def _log_y(ax: Any) -> None:
+    """A log y axis that stays readable when the values span little: within a decade, a few
+    evenly spaced round ticks (a log axis would have one label or none); within two, its
+    labels written plainly (matplotlib labels minor ticks there, as 6×10⁻³)."""
+    ax.set_yscale("log")
+    values = np.concatenate([line.get_ydata() for line in ax.lines])
+    span = values.max() / values.min()
+    if span < 10:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=(1, 2, 2.5, 5, 10)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4g}"))
+        ax.yaxis.set_minor_locator(NullLocator())
+    elif span < 100:
+        ax.yaxis.set_major_formatter(_PlainLogFormatter())
+        ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+
+
+def _statistics(axes: list, comparison: Any, by_time: bool) -> None:
+    """One panel per optimizer statistic, on a log scale (they span decades); the axes share x."""
+    config = comparison.config
+    several_backends = len(config.backends) > 1
+    builtins = {i for i, o in enumerate(config.optimizers) if o.key.startswith("keras.")}
+    for ax, (name, gid, title, title_2d) in zip(axes, STAT_PANELS):
+        for s_index, s in enumerate(comparison.series):
+            steps, values = s.stats[name]
+            keep = [j for j, v in enumerate(values) if v > 0]  # a log axis shows positive values only
+            if keep:
+                x = _x(s, [steps[j] for j in keep], by_time)
+                (line,) = ax.plot(x, [values[j] for j in keep], label=s.label, linewidth=1.3, **_style(s, several_backends))
+                line.set_gid(f"{gid}-{s_index}")
+        ax.set_title(title_2d if config.kind == "2d" else title, fontsize=10, loc="left")
+        ax.grid(alpha=0.3)
+        # Keras' built-ins have no effective learning rate; on models, OptimizerMonitor needs one.
+        missing = builtins if name == "effective_lr" or config.kind != "2d" else set()
+        if missing:
+            ax.set_title("none for keras.*", fontsize=8, loc="right", color="0.4")
+        if ax.lines:
+            _log_y(ax)
+        elif missing and len(missing) == len(config.optimizers):
+            ax.text(0.5, 0.5, "keras_adaptive optimizers only", ha="center", va="center", transform=ax.transAxes,
+                    color="0.5")
+    for ax in axes[:-1]:
+        ax.tick_params(labelbottom=False)
+    axes[-1].set_xlabel("seconds of step time" if by_time else "step")
 
 
 def _figure_2d(comparison: Any, options: DisplayOptions) -> Figure:
     config = comparison.config
     fn = tasks.FUNCTIONS_2D[config.task]
-    fig = Figure(figsize=(11, 7.2), layout="constrained")
-    grid = fig.add_gridspec(2, 2, width_ratios=(1.5, 1))
-    ax_path = fig.add_subplot(grid[:, 0])
-    ax_loss = fig.add_subplot(grid[0, 1])
-    ax_lr = fig.add_subplot(grid[1, 1])
+    # The paths on the left; f, then the optimizer statistics, stacked on one x axis on the right.
+    fig = Figure(figsize=(11, 7.6), layout="constrained")
+    left, right = fig.add_gridspec(1, 2, width_ratios=(1.35, 1))
+    ax_path = fig.add_subplot(left)
+    ax_loss, *stat_axes = _stacked(fig, right.subgridspec(4, 1))
     xx, yy, zz = tasks.contour_grid(config.task)
     levels = np.geomspace(max(zz.min(), 1e-3), zz.max(), 25)
     ax_path.contourf(xx, yy, zz, levels=levels, cmap="Blues_r", alpha=0.35, norm="log").set_rasterized(True)
@@ -184,11 +248,11 @@ def _figure_2d(comparison: Any, options: DisplayOptions) -> Figure:
     ax_path.set_title(f"{config.task}: {fn.formula}\n{_backend_note(comparison)}", fontsize=11)
     ax_path.legend(loc="upper left", fontsize=9)
     ax_loss.set_title("f(x, y) per step", fontsize=10)
-    ax_loss.set_xlabel("seconds of step time" if by_time else "step")
+    ax_loss.tick_params(labelbottom=False)
     ax_loss.grid(alpha=0.3)
     if ax_loss.lines and (options.log_scale or config.task != "beale"):
         ax_loss.set_yscale("log")
-    _effective_lr(ax_lr, comparison, by_time)
+    _statistics(stat_axes, comparison, by_time)
     return fig
 
 

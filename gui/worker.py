@@ -6,13 +6,24 @@ per optimizer from the same NumPy initial weights, and interleaves their steps o
 same batches in the same order. It reports through `queue` with plain dicts:
 
     {"type": "ready", "backend", "keras", "startup_s"}
-    {"type": "steps", "rows": [{"series", "step", "time", "loss", "lr", "x", "y"}, ...]}
-        (per-step batch loss; "time" is that optimizer's own cumulated step time;
-         "lr" the median effective learning rate, or None; "x", "y" only for 2-D tasks)
+    {"type": "steps", "rows": [{"series", "step", "time", "loss", "x", "y"}, ...],
+                      "stats": [{"series", "step", "effective_lr", "update_ratio", "grad_norm"}, ...]}
+        (rows: per-step batch loss; "time" is that optimizer's own cumulated step time;
+         "x", "y" only for 2-D tasks. stats: the optimizer's statistics after `step`, each a
+         float or None, at most a few hundred times per run, in the message of their step's
+         row or a later one)
     {"type": "epoch", "series", "epoch", "step", "val_loss", "val_acc"}
     {"type": "diverged", "series", "step", "loss"}
     {"type": "finished", "stopped": bool}
     {"type": "error", "message", "traceback"}
+
+The statistics of a model come from `keras_adaptive.callbacks.OptimizerMonitor` (its
+whole-model record): the weighted median effective learning rate, the update ratio
+||w_t - w_{t-1}|| / ||w_{t-1}|| and the norm of the training batch's gradient that the step
+applied, both over all weights. The monitor needs `effective_learning_rate`, so Keras'
+built-in optimizers get no statistics on models. On a 2-D function the step returns the
+gradient it applied, grad f(p_{t-1}), and the update ratio comes from the positions, so
+every optimizer has those two.
 
 `series` is the index of the optimizer in `config["optimizers"]`. `stop` is an Event;
 the parent also terminates the process, which is always safe here.
@@ -29,7 +40,8 @@ from typing import Any, Callable
 import numpy as np
 
 FLUSH_SECONDS = 0.2
-EFFECTIVE_LR_POINTS = 100  # effective learning rate sampled about this many times per run
+STATS_POINTS = 100  # a model's optimizer statistics are recorded about this many times per run
+MODEL_RECORD = "(model)"  # the monitor's whole-model record (its `summary=True`)
 
 
 def run(config: dict, queue: Any, stop: Any) -> None:
@@ -52,14 +64,19 @@ class _Trainer:
         self.send = send
         self.stopped = stopped
         self.rows: list[dict] = []
+        self.stats: list[dict] = []
+        self.monitors: list = []
         self.last_flush = time.perf_counter()
 
     def flush(self, force: bool = False) -> None:
         now = time.perf_counter()
-        if self.rows and (force or now - self.last_flush >= FLUSH_SECONDS):
-            self.send({"type": "steps", "rows": self.rows})
-            self.rows = []
-            self.last_flush = now
+        if not (force or (self.rows and now - self.last_flush >= FLUSH_SECONDS)):
+            return
+        self.collect_monitor_stats()
+        if self.rows or self.stats:
+            self.send({"type": "steps", "rows": self.rows, "stats": self.stats})
+            self.rows, self.stats = [], []
+        self.last_flush = now
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -76,7 +93,7 @@ class _Trainer:
         self.optimizers = [hyperparams.make(o["key"], o["kwargs"]) for o in c["optimizers"]]
         kind = tasks.TASKS[c["task"]].kind
         total = c["steps_2d"] if kind == "2d" else c["epochs"] * c["steps_per_epoch"]
-        self.lr_every = max(1, total // EFFECTIVE_LR_POINTS)
+        self.lr_every = max(1, total // STATS_POINTS)
         if kind == "2d":
             self.prepare_2d()
         else:
@@ -93,7 +110,13 @@ class _Trainer:
         self.flush(force=True)
         self.send({"type": "finished", "stopped": stopped})
 
-    # --- effective learning rate ---------------------------------------------------
+    # --- optimizer statistics ----------------------------------------------------------
+
+    def add_stats(self, series: int, step: int, effective_lr: Any, update_ratio: Any, grad_norm: Any) -> None:
+        values = {"effective_lr": effective_lr, "update_ratio": update_ratio, "grad_norm": grad_norm}
+        row = {"series": series, "step": step}
+        row.update({k: float(v) if v is not None and math.isfinite(v) else None for k, v in values.items()})
+        self.stats.append(row)
 
     def effective_lr(self, optimizer: Any, variables: list) -> Any:
         if not hasattr(optimizer, "effective_learning_rate"):
@@ -101,8 +124,34 @@ class _Trainer:
         from keras import ops
 
         values = [np.ravel(ops.convert_to_numpy(optimizer.effective_learning_rate(v))) for v in variables]
-        value = float(np.median(np.concatenate(values)))
-        return value if math.isfinite(value) else None
+        return float(np.median(np.concatenate(values)))
+
+    def start_monitors(self) -> None:
+        """One OptimizerMonitor per model, driven by hand around `train_on_batch`."""
+        from keras_adaptive.callbacks import OptimizerMonitor
+
+        self.monitors, self.records_seen = [], []
+        for model, optimizer in zip(self.models, self.optimizers):
+            monitor = None
+            if hasattr(optimizer, "effective_learning_rate"):  # what the monitor needs; not Keras' built-ins
+                monitor = OptimizerMonitor(every=self.lr_every, log_to_history=False, summary=True)
+                monitor.set_model(model)
+                monitor.on_train_begin()
+            self.monitors.append(monitor)
+            self.records_seen.append(0)
+
+    def collect_monitor_stats(self) -> None:
+        """The monitors' whole-model records made since the last call, as stats rows. Resolving
+        them syncs the device, so it happens here, when rows are sent, outside the step timing."""
+        for i, monitor in enumerate(self.monitors):
+            if monitor is None:
+                continue
+            monitor.flush()
+            records = monitor.records[self.records_seen[i]:]
+            self.records_seen[i] += len(records)
+            for r in records:
+                if r["variable"] == MODEL_RECORD:
+                    self.add_stats(i, r["step"], r["elr_p50"], r["update_ratio"], r["grad_norm"])
 
     # --- models ----------------------------------------------------------------------
 
@@ -126,6 +175,7 @@ class _Trainer:
             model.set_weights(start)
             model.compile(optimizer=optimizer, loss=tasks.loss_for(c["task"]))
             self.models.append(model)
+        self.start_monitors()
 
     def evaluate(self, model: Any, kind: str) -> tuple[float, float]:
         out = np.asarray(model.predict_on_batch(self.data.x_val), dtype="float64")
@@ -141,23 +191,29 @@ class _Trainer:
         return loss, accuracy
 
     def train_model(self, kind: str) -> bool:
+        stopped = self.train_model_steps(kind)
+        for monitor in self.monitors:
+            if monitor is not None:
+                monitor.on_train_end()  # records the last step if it was a recorded one
+        return stopped
+
+    def train_model_steps(self, kind: str) -> bool:
         alive = [True] * len(self.models)
         own_time = [0.0] * len(self.models)
         step = 0
         for epoch in range(self.config["epochs"]):
-            for indices in self.order[epoch]:
+            for batch, indices in enumerate(self.order[epoch]):
                 step += 1
                 x, y = self.data.x_train[indices], self.data.y_train[indices]
                 for i, model in enumerate(self.models):
                     if not alive[i]:
                         continue
+                    if self.monitors[i] is not None:
+                        self.monitors[i].on_train_batch_begin(batch)
                     t0 = time.perf_counter()
                     loss = float(np.asarray(model.train_on_batch(x, y)).reshape(-1)[0])
                     own_time[i] += time.perf_counter() - t0
-                    lr = None
-                    if step == 1 or step % self.lr_every == 0:
-                        lr = self.effective_lr(self.optimizers[i], model.trainable_variables)
-                    self.rows.append({"series": i, "step": step, "time": own_time[i], "loss": loss, "lr": lr})
+                    self.rows.append({"series": i, "step": step, "time": own_time[i], "loss": loss})
                     if not math.isfinite(loss):
                         alive[i] = False
                         self.flush(force=True)
@@ -190,24 +246,31 @@ class _Trainer:
         self.steps = [_compiled_step(self.function.f, o, p) for o, p in zip(self.optimizers, self.points)]
 
     def train_2d(self) -> bool:
+        from keras import ops
+
         alive = [True] * len(self.optimizers)
         own_time = [0.0] * len(self.optimizers)
+        position = []  # each series' last (x, y)
         for i, point in enumerate(self.points):
-            x, y = (float(v) for v in np.asarray(point.numpy() if hasattr(point, "numpy") else point))
-            self.rows.append({"series": i, "step": 0, "time": 0.0, "loss": float(self.function.f(x, y)), "lr": None, "x": x, "y": y})
+            x, y = (float(v) for v in ops.convert_to_numpy(point.value))
+            position.append((x, y))
+            self.rows.append({"series": i, "step": 0, "time": 0.0, "loss": float(self.function.f(x, y)), "x": x, "y": y})
         for step in range(1, self.config["steps_2d"] + 1):
             for i, (optimizer, point) in enumerate(zip(self.optimizers, self.points)):
                 if not alive[i]:
                     continue
                 t0 = time.perf_counter()
-                self.steps[i]()
+                grad = self.steps[i]()
                 own_time[i] += time.perf_counter() - t0
-                from keras import ops
-
                 x, y = (float(v) for v in ops.convert_to_numpy(point.value))
                 loss = float(self.function.f(np.float64(x), np.float64(y)))
+                self.rows.append({"series": i, "step": step, "time": own_time[i], "loss": loss, "x": x, "y": y})
+                # Every step: the gradient comes with the step and the update is the change of position.
+                (x0, y0), position[i] = position[i], (x, y)
+                size = math.hypot(x0, y0)
                 lr = self.effective_lr(optimizer, [point]) if step == 1 or step % self.lr_every == 0 else None
-                self.rows.append({"series": i, "step": step, "time": own_time[i], "loss": loss, "lr": lr, "x": x, "y": y})
+                grad_norm = math.hypot(*(float(g) for g in ops.convert_to_numpy(grad)))
+                self.add_stats(i, step, lr, math.hypot(x - x0, y - y0) / size if size > 0 else None, grad_norm)
                 if not (math.isfinite(loss) and abs(x) < 1e6 and abs(y) < 1e6):
                     alive[i] = False
                     self.flush(force=True)
@@ -220,10 +283,11 @@ class _Trainer:
         return False
 
 
-def _compiled_step(f: Callable, optimizer: Any, point: Any) -> Callable[[], None]:
+def _compiled_step(f: Callable, optimizer: Any, point: Any) -> Callable[[], Any]:
     """One optimizer step on `point` (a keras.Variable of shape (2,)) for f(x, y), with the
     gradient computed by the backend, compiled where the backend compiles (tf.function,
-    jax.jit), so a 2-D run costs about a millisecond a step."""
+    jax.jit), so a 2-D run costs about a millisecond a step. The step returns the gradient
+    it applied (a backend tensor of shape (2,))."""
     import keras
 
     backend = keras.backend.backend()
@@ -236,7 +300,9 @@ def _compiled_step(f: Callable, optimizer: Any, point: Any) -> Callable[[], None
             with tf.GradientTape() as tape:
                 tape.watch(w)
                 value = f(w[0], w[1])
-            optimizer.apply_gradients([(tape.gradient(value, w), point)])
+            grad = tape.gradient(value, w)
+            optimizer.apply_gradients([(grad, point)])
+            return grad
 
         return step
     if backend == "jax":
@@ -248,13 +314,14 @@ def _compiled_step(f: Callable, optimizer: Any, point: Any) -> Callable[[], None
         def pure(optimizer_values, w):
             _, grad = value_and_grad(w)
             (new_w,), new_optimizer_values = optimizer.stateless_apply(optimizer_values, [grad], [w])
-            return new_w, new_optimizer_values
+            return new_w, new_optimizer_values, grad
 
         def step():
-            new_w, new_values = pure([v.value for v in optimizer.variables], point.value)
+            new_w, new_values, grad = pure([v.value for v in optimizer.variables], point.value)
             point.assign(new_w)
             for variable, value in zip(optimizer.variables, new_values):
                 variable.assign(value)
+            return grad
 
         return step
     if backend == "torch":
@@ -263,7 +330,9 @@ def _compiled_step(f: Callable, optimizer: Any, point: Any) -> Callable[[], None
         def step():
             w = point.value.detach().clone().requires_grad_(True)
             (grad,) = torch.autograd.grad(f(w[0], w[1]), w)
+            applied = grad.clone()  # the optimizer's fused kernels may work on `grad` in place
             optimizer.apply_gradients([(grad, point)])
+            return applied
 
         return step
     raise ValueError(f"Backend {backend!r} is not supported for the 2-D functions.")

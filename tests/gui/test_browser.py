@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from keras_adaptive_gui.engine import STATS
 from keras_adaptive_gui.plots import COLORS
 from tests.gui import ui
 from tests.gui.conftest import training_backend
@@ -48,7 +49,9 @@ def test_two_optimizers_train_and_both_curves_are_drawn(gui_server, browser, scr
     ui.wait_curves(page, ["loss-0", "loss-1"], min_points=50, timeout=10)
     assert ui.legend(page) == ["adam", "sgd (learning_rate=0.1)"]
     assert ui.curve_points(page, "val-loss-0") == 2 and ui.curve_points(page, "val-acc-1") == 2
-    assert ui.curve_points(page, "lr-0") > 0  # effective learning rate of keras_adaptive optimizers
+    # The optimizer statistics beside the loss: effective LR, update ratio and gradient norm.
+    for gid in ("lr", "ratio", "gnorm"):
+        assert ui.curve_points(page, f"{gid}-0") > 0 and ui.curve_points(page, f"{gid}-1") > 0, gid
     strokes = {ui.curve_stroke(page, "loss-0"), ui.curve_stroke(page, "loss-1")}
     assert len(strokes) == 2 and "" not in strokes and "none" not in strokes
     rows = ui.summary(page)
@@ -59,6 +62,7 @@ def test_two_optimizers_train_and_both_curves_are_drawn(gui_server, browser, scr
     with open(download.value.path()) as f:
         records = list(csv.DictReader(f))
     assert len([r for r in records if r["record"] == "step"]) == 100
+    assert all(float(r[name]) > 0 for r in records if r["record"] == "step" for name in STATS)  # 50 steps: each one
     assert len([r for r in records if r["record"] == "epoch"]) == 4
     plot_png = os.path.join(screenshot_dir, "mnist-mlp-plot.png")
     page.locator("#plot").screenshot(path=plot_png)
@@ -147,6 +151,8 @@ def test_2d_function_run_draws_the_paths_over_the_contours(gui_server, browser, 
     # Points outside the axes are clipped from the SVG, so count steps in the table.
     ui.wait_curves(page, [f"path-{i}" for i in range(4)], min_points=5, timeout=10)
     assert [r[2:4] for r in ui.summary(page)] == [["finished", "100"]] * 4
+    for gid in ("lr", "ratio", "gnorm"):
+        assert ui.curve_points(page, f"{gid}-3") > 0, gid
     labels = ui.legend(page)
     assert labels[:2] == ["minimum", "start"]
     assert labels[2:] == ["sgd (learning_rate=0.001)", "sgd (learning_rate=0.0005, momentum=0.9)",

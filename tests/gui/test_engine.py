@@ -152,6 +152,14 @@ def _rows(messages, series):
     return [r for m in messages if m["type"] == "steps" for r in m["rows"] if r["series"] == series]
 
 
+def _stats(messages, series):
+    """The optimizer statistics reported for `series`, by step."""
+    rows = [r for m in messages if m["type"] == "steps" for r in m["stats"] if r["series"] == series]
+    by_step = {r["step"]: r for r in rows}
+    assert len(by_step) == len(rows), "a step's statistics were reported twice"
+    return by_step
+
+
 def test_worker_protocol_on_mnist_reports_batch_losses_from_the_same_start():
     config = _config(epochs=2, steps_per_epoch=3)
     messages = _run_in_process(config)
@@ -170,7 +178,10 @@ def test_worker_protocol_on_mnist_reports_batch_losses_from_the_same_start():
     logits = keras.ops.convert_to_numpy(model(data.x_train[first]))
     expected = keras.ops.convert_to_numpy(tasks.loss_for("mnist-mlp")(data.y_train[first], logits))
     assert adam[0]["loss"] == pytest.approx(float(expected), rel=1e-5)
-    assert adam[0]["lr"] is not None and sgd[0]["lr"] == pytest.approx(0.1)  # SGD's effective rate is its rate
+    adam_stats, sgd_stats = _stats(messages, 0), _stats(messages, 1)
+    assert sorted(adam_stats) == sorted(sgd_stats) == [1, 2, 3, 4, 5, 6]  # 6 steps: every step is recorded
+    assert adam_stats[1]["effective_lr"] > 0
+    assert all(r["effective_lr"] == pytest.approx(0.1) for r in sgd_stats.values())  # SGD's effective rate is its rate
     epochs = [m for m in messages if m["type"] == "epoch"]
     assert all(0 <= m["val_acc"] <= 1 and m["val_loss"] > 0 for m in epochs)
 
@@ -183,15 +194,60 @@ def test_every_model_task_trains_through_the_worker(task, cell):
     assert messages[-1] == {"type": "finished", "stopped": False}
     rows = _rows(messages, 0)
     assert len(rows) == 2 and all(np.isfinite(r["loss"]) for r in rows)
+    stats = _stats(messages, 0)
     if key.startswith("keras."):
-        assert rows[0]["lr"] is None  # Keras' built-ins have no effective_learning_rate
+        assert stats == {}  # OptimizerMonitor needs effective_learning_rate, which Keras' built-ins lack
     else:
-        assert rows[0]["lr"] > 0
+        assert sorted(stats) == [1, 2]
+        for r in stats.values():
+            for name in engine.STATS:
+                assert r[name] is not None and np.isfinite(r[name]) and r[name] > 0, (name, r)
+
+
+def _mlp_loss_and_gradient(weights, x, y):
+    """NumPy: mean softmax cross-entropy of the 784-64-10 ReLU MLP and its gradient."""
+    w1, b1, w2, b2 = (np.asarray(w, dtype=np.float64) for w in weights)
+    x = np.asarray(x, dtype=np.float64)
+    z = x @ w1 + b1
+    h = np.maximum(z, 0)
+    logits = h @ w2 + b2
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    loss = -np.log(p[np.arange(len(y)), y]).mean()
+    d = p.copy()
+    d[np.arange(len(y)), y] -= 1
+    d /= len(y)
+    dh = (d @ w2.T) * (z > 0)
+    return loss, [x.T @ dh, dh.sum(axis=0), h.T @ d, d.sum(axis=0)]
+
+
+def _global_norm(arrays):
+    return np.sqrt(sum(np.sum(np.square(a)) for a in arrays))
+
+
+def test_model_statistics_of_sgd_match_numpy():
+    """The first two steps of SGD on the MLP, in NumPy: w_t = w_{t-1} - lr g_t with g_t the
+    gradient of batch t at w_{t-1}; step t reports ||g_t|| and lr ||g_t|| / ||w_{t-1}||
+    (global norms over all the weights)."""
+    lr = 0.1
+    config = _config(optimizers=[("sgd", {"learning_rate": str(lr)})], steps_per_epoch=2)
+    stats = _stats(_run_in_process(config), 0)
+    assert sorted(stats) == [1, 2]
+    data = tasks.mnist_data("mnist-mlp", sample_path())
+    batches = tasks.batch_order(len(data.x_train), 16, 2, 1, config.seed)[0]
+    w = [w.astype(np.float64) for w in tasks.initial_weights(tasks.build_model("mnist-mlp").weights, config.seed)]
+    for t, batch in enumerate(batches, 1):
+        _, g = _mlp_loss_and_gradient(w, data.x_train[batch], data.y_train[batch])
+        assert stats[t]["effective_lr"] == pytest.approx(lr, rel=1e-6)
+        assert stats[t]["grad_norm"] == pytest.approx(_global_norm(g), rel=1e-4), t
+        assert stats[t]["update_ratio"] == pytest.approx(lr * _global_norm(g) / _global_norm(w), rel=1e-4), t
+        w = [wi - lr * gi for wi, gi in zip(w, g)]
 
 
 def test_worker_on_a_2d_function_reports_the_path_and_marks_divergence():
     config = _config(task="quadratic", steps_2d=20,
-                     optimizers=[("sgd", {"learning_rate": "0.01"}), ("sgd", {"learning_rate": "1"})])
+                     optimizers=[("sgd", {"learning_rate": "0.01"}), ("sgd", {"learning_rate": "1"}),
+                                 ("keras.SGD", {"learning_rate": "0.01"})])
     messages = _run_in_process(config)
     path = _rows(messages, 0)
     assert (path[0]["x"], path[0]["y"]) == tasks.FUNCTIONS_2D["quadratic"].start
@@ -202,7 +258,36 @@ def test_worker_on_a_2d_function_reports_the_path_and_marks_divergence():
     diverged = [m for m in messages if m["type"] == "diverged"]
     assert [(m["series"], m["step"]) for m in diverged] == [(1, 4)]
     assert len(_rows(messages, 1)) == 5  # it stopped there; the other went on
+    assert sorted(_stats(messages, 1)) == [1, 2, 3, 4]
     assert messages[-1]["type"] == "finished"
+
+
+def test_2d_statistics_of_sgd_match_numpy():
+    """SGD on the quadratic, in NumPy: p_t = p_{t-1} - lr grad f(p_{t-1}); step t reports the
+    gradient norm ||grad f(p_{t-1})|| and the update ratio lr ||grad f(p_{t-1})|| / ||p_{t-1}||.
+    Keras' SGD takes the same path; it has no effective learning rate, but the other two."""
+    lr, steps = 0.01, 20
+    config = _config(task="quadratic", steps_2d=steps,
+                     optimizers=[("sgd", {"learning_rate": str(lr)}), ("keras.SGD", {"learning_rate": str(lr)})])
+    messages = _run_in_process(config)
+    p = np.array(tasks.FUNCTIONS_2D["quadratic"].start, dtype=np.float64)
+    expected = {}
+    for t in range(1, steps + 1):
+        grad = np.array([p[0], tasks.QUADRATIC_CONDITION * p[1]])  # grad of (x² + 50 y²) / 2
+        expected[t] = (np.linalg.norm(grad), lr * np.linalg.norm(grad) / np.linalg.norm(p))
+        p = p - lr * grad
+    for series in (0, 1):
+        stats = _stats(messages, series)
+        assert sorted(stats) == list(range(1, steps + 1))
+        for t, (grad_norm, update_ratio) in expected.items():
+            assert stats[t]["grad_norm"] == pytest.approx(grad_norm, rel=1e-5), (series, t)
+            assert stats[t]["update_ratio"] == pytest.approx(update_ratio, rel=1e-4), (series, t)
+        path = _rows(messages, series)
+        assert (path[-1]["x"], path[-1]["y"]) == pytest.approx(tuple(p), rel=1e-5, abs=1e-9)
+    ours, builtin = _stats(messages, 0), _stats(messages, 1)
+    lr_steps = [t for t, r in ours.items() if r["effective_lr"] is not None]
+    assert lr_steps == list(range(1, steps + 1)) and all(ours[t]["effective_lr"] == pytest.approx(lr) for t in lr_steps)
+    assert all(r["effective_lr"] is None for r in builtin.values())
 
 
 # --- real worker processes ------------------------------------------------------------------
@@ -254,4 +339,10 @@ def test_command_line_compare_prints_the_table_and_writes_csv_and_png(tmp_path, 
     with open(out / files[0]) as f:
         rows = list(csv.DictReader(f))
     assert len([r for r in rows if r["record"] == "step"]) == 2 * 41
+    # Every step after the start has its update ratio and gradient norm; the effective LR is sampled.
+    steps = [r for r in rows if r["record"] == "step" and r["step"] != "0"]
+    assert len(steps) == 2 * 40
+    assert all(float(r["update_ratio"]) > 0 and float(r["grad_norm"]) > 0 for r in steps)
+    assert all(float(r["effective_lr"]) > 0 for r in steps if r["effective_lr"])
+    assert len([r for r in steps if r["effective_lr"]]) == 2 * 40  # 40 steps < STATS_POINTS: every step
     assert (out / files[1]).stat().st_size > 10_000
