@@ -3,8 +3,9 @@
 `OptimizerMonitor` records, every few steps and for each trainable variable, the
 optimizer's effective learning rate (its median and spread over the weights), the
 size of the last update relative to the weights, and the norm of the gradient that
-update applied. It reads the optimizer only through two documented methods,
-`effective_learning_rate(variable)` and `track_gradient_norms()`, so it works with every
+update applied. It reads the optimizer only through its documented monitoring methods,
+`effective_learning_rate(variable)` (or `effective_learning_rate_at(variable, indices)`
+for a sample of a large variable) and `track_gradient_norms()`, so it works with every
 keras_adaptive optimizer, on TensorFlow, JAX and PyTorch.
 """
 
@@ -287,8 +288,8 @@ class OptimizerMonitor(keras.callbacks.Callback):
         optimizer = self._optimizer
         samples = []
         for v, idx in zip(self._watched, self._sample_indices):
-            elr = ops.reshape(ops.cast(optimizer.effective_learning_rate(v), "float32"), (-1,))
-            samples.append(elr if idx is None else ops.take(elr, idx))
+            elr = optimizer.effective_learning_rate(v) if idx is None else optimizer.effective_learning_rate_at(v, idx)
+            samples.append(ops.reshape(ops.cast(elr, "float32"), (-1,)))
         after = [ops.cast(v.value, "float32") for v in self._watched]
         norms = [
             l2_norms([a - b for a, b in zip(after, previous)]),
@@ -340,11 +341,18 @@ def _compile(monitor: OptimizerMonitor, model, optimizer):
     if backend == "tensorflow":
         import tensorflow as tf
 
+        # The copies live in variables, so that neither function takes arguments: binding
+        # them costs tf.function more than the measurement itself.
+        previous = [tf.Variable(tf.zeros(v.shape, "float32"), trainable=False) for v in watched]
+
         @tf.function
         def snapshot():
-            return [tf.identity(tf.cast(v.value, "float32")) for v in watched]
+            for copy, v in zip(previous, watched):
+                copy.assign(tf.cast(v.value, "float32"))
+            return previous
 
-        return snapshot, tf.function(monitor._statistics)
+        statistics = tf.function(lambda: monitor._statistics([copy.value() for copy in previous]))
+        return snapshot, lambda previous: statistics()
     if backend == "jax":
         import jax
 

@@ -50,6 +50,15 @@ def _dense(gradient: Any) -> Any:
     return gradient
 
 
+class _Sampled:
+    """Stands for the weights of `variable` at flat `indices` in `effective_learning_rate`:
+    `slots()` gathers their state, and the element-wise formula does the rest."""
+
+    def __init__(self, variable: Any, indices: Any) -> None:
+        self.variable, self.indices = variable, indices
+        self.shape, self.dtype = (int(indices.shape[0]),), variable.dtype
+
+
 class AdaptiveOptimizer(keras.optimizers.Optimizer):
     """Base class of the keras_adaptive optimizers.
 
@@ -103,7 +112,7 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
                     f"{len(grads)} gradients for {len(trainable_variables)} variables."
                 )
             for i, (g, v) in enumerate(zip(grads, trainable_variables)):
-                if g is not None and tuple(g.shape) != tuple(v.shape):
+                if g is not None and g.shape != v.shape and tuple(g.shape) != tuple(v.shape):
                     raise ValueError(
                         f"Argument `grads`[{i}] has shape {tuple(g.shape)}, but its variable "
                         f"{getattr(v, 'path', v.name)!r} has shape {tuple(v.shape)}."
@@ -116,7 +125,32 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
                 )
         if self.gradient_norms is not None:
             self._record_gradient_norms(grads, trainable_variables)
+        if self._is_plain_torch_step(grads, trainable_variables):
+            self._backend_update_step(grads, self._trainable_variables, self.learning_rate)
+            self._iterations.assign_add(1)
+            return None
         return super().apply(grads, trainable_variables)
+
+    def _is_plain_torch_step(self, grads: list, trainable_variables: Any) -> bool:
+        """Whether Keras' `apply` would do nothing here but the torch step and the step count.
+
+        That is: the torch path, every variable it was built with, in order, each with a
+        gradient and none with a constraint or `overwrite_with_gradient`, and no clipping,
+        loss scaling, gradient accumulation or EMA. Keras' `apply` then only loops over the
+        variables in Python (checking, filtering, constraints): 0.1 ms a step over 200 small
+        weights, a third of PyTorch's whole fused SGD step."""
+        if not (self.built and self._plain_variables and self._takes_torch_path()):
+            return False
+        if self.use_ema or self.gradient_accumulation_steps or self.loss_scale_factor is not None:
+            return False
+        if self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm is not None:
+            return False
+        built = self._trainable_variables
+        if trainable_variables is not None and (
+            len(trainable_variables) != len(built) or any(a is not b for a, b in zip(trainable_variables, built))
+        ):
+            return False
+        return len(grads) == len(built) and all(g is not None for g in grads)
 
     # --- state -------------------------------------------------------------------
 
@@ -142,6 +176,9 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
+        self._plain_variables = all(
+            v.constraint is None and not getattr(v, "overwrite_with_gradient", False) for v in var_list
+        )
         names = self.slot_names()
         self._slot_variables = {name: [] for name in names}
         # Interleaved per weight, as Keras' add_optimizer_variables does: the saved order.
@@ -167,6 +204,9 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         `MultiTensor` of them on the torch fast path)."""
         if getattr(variable, "is_multi_tensor", False):
             return [variable.gather([self._slot_variables[n][i] for i in variable.indices]) for n in names]
+        if isinstance(variable, _Sampled):
+            index = self._get_variable_index(variable.variable)
+            return [ops.take(ops.reshape(self._slot_variables[n][index], (-1,)), variable.indices) for n in names]
         index = self._get_variable_index(variable)
         return [self._slot_variables[n][index] for n in names]
 
@@ -249,7 +289,7 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
 
     def track_gradient_norms(self) -> None:
         """From now on, keep in `self.gradient_norms` the L2 norm of each variable's latest
-        gradient, as `apply` receives it (after loss-scale unscaling, before clipping), in
+        gradient (unscaled by `loss_scale_factor` or a LossScaleOptimizer, before clipping), in
         the order of the variables the optimizer was built with (0 for a variable without a
         gradient at that step).
 
@@ -273,6 +313,8 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         norms = l2_norms([_dense(index[i]) for i in sorted(index)])
         if len(index) < len(self._trainable_variables):  # a subset: zeros elsewhere
             norms = ops.scatter(ops.expand_dims(ops.array(sorted(index), "int32"), 1), norms, (len(self._trainable_variables),))
+        if self.loss_scale_factor is not None:  # Keras' `apply` unscales after this point
+            norms = norms / self.loss_scale_factor
         self.gradient_norms.assign(norms)
 
     def effective_learning_rate(self, variable: Any):
@@ -284,6 +326,12 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         optimizer's current state; call it after at least one step.
         """
         return ops.full(variable.shape, ops.cast(self.learning_rate, variable.dtype))
+
+    def effective_learning_rate_at(self, variable: Any, indices: Any):
+        """`effective_learning_rate(variable)` of the weights at these flat (row-major)
+        indices only, a 1-D tensor: the same numbers, computed from those weights' state
+        alone (what `OptimizerMonitor` samples from a large variable)."""
+        return self.effective_learning_rate(_Sampled(variable, indices))
 
     # --- dispatch ------------------------------------------------------------------
 

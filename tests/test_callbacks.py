@@ -59,12 +59,12 @@ def classification_data(n=96, seed=1):
     return x, y
 
 
-def reference_adagrad_records(x, y, w0, lr, eps, steps, percentiles=(10, 50, 90), batch=N, method="linear"):
+def reference_adagrad_records(x, y, w0, lr, eps, steps, percentiles=(10, 50, 90), batch=N, method="linear", clipnorm=None):
     """AdaGrad (accumulator from 0, eps inside the root) on mean squared error, in float64, over
     the batches of `batch` samples in order (full batch by default).
 
     Per step: effective LR percentiles after the step, ||w_t - w_{t-1}|| / ||w_{t-1}||, and
-    the norm of the step's gradient (of its batch, at w_{t-1}).
+    the norm of the step's gradient (of its batch, at w_{t-1}, before clipping).
     """
     x, y, w = x.astype(np.float64), y.astype(np.float64), w0.astype(np.float64)
     r = np.zeros_like(w)
@@ -75,13 +75,14 @@ def reference_adagrad_records(x, y, w0, lr, eps, steps, percentiles=(10, 50, 90)
     rows = []
     for step in range(steps):
         start = step * batch % N
-        g = gradient(w, x[start:start + batch], y[start:start + batch])
+        raw = gradient(w, x[start:start + batch], y[start:start + batch])
+        g = raw if clipnorm is None else raw * min(1.0, clipnorm / np.linalg.norm(raw))
         r = r + g * g
         w_new = w - lr * g / np.sqrt(r + eps)
         elr = lr / np.sqrt(r + eps)
         rows.append(
             list(np.percentile(elr, percentiles, method=method))
-            + [np.linalg.norm(w_new - w) / np.linalg.norm(w), np.linalg.norm(g)]
+            + [np.linalg.norm(w_new - w) / np.linalg.norm(w), np.linalg.norm(raw)]
         )
         w = w_new
     return np.array(rows)
@@ -100,6 +101,19 @@ def test_records_match_numpy_adagrad(every):
     assert [r["step"] for r in monitor.records] == recorded_steps
     got = np.array([[r[name] for name in monitor.stat_names] for r in monitor.records])
     np.testing.assert_allclose(got, golden[np.array(recorded_steps) - 1], rtol=2e-4)
+
+
+def test_gradient_norm_is_unscaled_and_taken_before_clipping():
+    x, y, w0 = regression_data()
+    lr, eps, steps = 0.1, 1e-7, 4
+    optimizer = keras_adaptive.AdaGrad(learning_rate=lr, epsilon=eps, clipnorm=0.05, loss_scale_factor=64.0)
+    model = linear_model(w0, optimizer)
+    monitor = OptimizerMonitor(every=1)
+    model.fit(x, y, batch_size=N, epochs=steps, shuffle=False, verbose=0, callbacks=[monitor])
+    golden = reference_adagrad_records(x, y, w0, lr, eps, steps, clipnorm=0.05)
+    assert np.all(golden[:, -1] > 0.05)  # every step was clipped
+    got = np.array([[r[name] for name in monitor.stat_names] for r in monitor.records])
+    np.testing.assert_allclose(got, golden, rtol=2e-4)
 
 
 def test_whole_model_records_match_numpy_adagrad():
@@ -248,6 +262,20 @@ def test_every_optimizer_is_monitored(case, tmp_path):
     kernel = next(v for v in variables if "hidden" in v and "kernel" in v)
     assert len(history.history[f"{kernel}/elr_p50"]) == 2
     assert history.history[f"{kernel}/elr_p50"][-1] == pytest.approx(monitor.series(kernel, "elr_p50")[1][-1])
+
+
+@pytest.mark.parametrize("case", sorted(OPTIMIZER_CASES))
+def test_effective_learning_rate_at_indices_is_a_sample_of_the_whole(case):
+    x, y = classification_data()
+    model = mlp(OPTIMIZER_CASES[case](), jit_compile=False)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    kernel = model.trainable_variables[0]
+    idx = np.sort(np.random.default_rng(0).choice(12 * 16, 40, replace=False)).astype("int32")
+    optimizer = model.optimizer
+    whole = keras.ops.convert_to_numpy(optimizer.effective_learning_rate(kernel)).reshape(-1)
+    sample = keras.ops.convert_to_numpy(optimizer.effective_learning_rate_at(kernel, keras.ops.convert_to_tensor(idx)))
+    assert sample.shape == (40,)
+    np.testing.assert_allclose(sample, whole[idx], rtol=1e-6)
 
 
 def test_monitoring_does_not_change_training():
