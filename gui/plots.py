@@ -77,7 +77,7 @@ def figure(comparison: Any, options: DisplayOptions) -> Figure:
     ax_loss = fig.add_subplot(left[:2, :])
     ax_val = fig.add_subplot(left[2, 0])
     ax_acc = fig.add_subplot(left[2, 1])
-    stat_axes = _stacked(fig, right.subgridspec(3, 1))
+    stat_axes = _stacked(fig, right.subgridspec(3, 1), sharex=ax_loss)
     by_time = options.x_axis == "time"
     _training_loss(ax_loss, comparison, options, by_time)
     metric = "accuracy" if config.kind == "classify" else f"accuracy (|error| < {tasks.ADDING_TOLERANCE:g})"
@@ -139,7 +139,8 @@ def _training_loss(ax: Any, comparison: Any, options: DisplayOptions, by_time: b
         ax.set_yscale("log")
     ax.set_xlabel("seconds of this optimizer's own step time" if by_time else "step")
     ax.set_ylabel("loss of the batch")
-    ax.set_title(f"Training loss per step — {task.description} — {_backend_note(comparison)}", fontsize=11)
+    # Two lines: the panel is two thirds of the figure wide, and a task's description can be long.
+    ax.set_title(f"Training loss per step — {_backend_note(comparison)}\n{task.description}", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=9)
     if not by_time:
@@ -153,10 +154,10 @@ def _backend_note(comparison: Any) -> str:
     return "backends " + ", ".join(f"{b} ({BACKEND_STYLES[b]})" for b in backends)
 
 
-def _stacked(fig: Figure, grid: Any) -> list:
-    """One panel per row of `grid`, all on the x axis of the first."""
-    axes = [fig.add_subplot(grid[0])]
-    axes += [fig.add_subplot(grid[row], sharex=axes[0]) for row in range(1, grid.nrows)]
+def _stacked(fig: Figure, grid: Any, sharex: Any = None) -> list:
+    """One panel per row of `grid`, all on one x axis (that of `sharex`, or of the first)."""
+    axes = [fig.add_subplot(grid[0], sharex=sharex)]
+    axes += [fig.add_subplot(grid[row], sharex=sharex or axes[0]) for row in range(1, grid.nrows)]
     return axes
 
 
@@ -175,7 +176,7 @@ def _log_y(ax: Any) -> None:
     values = np.concatenate([line.get_ydata() for line in ax.lines])
     span = values.max() / values.min()
     if span < 10:
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=(1, 2, 2.5, 5, 10)))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=(1, 2, 2.5, 5, 10)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4g}"))
         ax.yaxis.set_minor_locator(NullLocator())
     elif span < 100:
