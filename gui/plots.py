@@ -176,7 +176,7 @@ def _log_y(ax: Any) -> None:
     values = np.concatenate([line.get_ydata() for line in ax.lines])
     span = values.max() / values.min()
     if span < 10:
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=(1, 2, 2.5, 5, 10)))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=7, steps=(1, 2, 5, 10)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4g}"))
         ax.yaxis.set_minor_locator(NullLocator())
     elif span < 100:
