@@ -58,9 +58,11 @@ class OptimizerMonitor(keras.callbacks.Callback):
     training.
 
     Args:
-        every: record after every `every`-th training step. Default 10. With
-            `steps_per_execution=n` in `compile`, Keras calls callbacks every n steps and
-            `every` counts those calls.
+        every: record the training steps whose number (`optimizer.iterations` after the
+            step, counted over all of the optimizer's training) is a multiple of `every`.
+            Default 10. With `steps_per_execution=n` in `compile`, Keras calls callbacks
+            every n steps: a record is made after the call holding such a step (its
+            gradient norms are that step's; its update ratio spans the whole call).
         csv_path: optional path of a CSV file to (over)write.
         log_to_history: add each epoch's last record to the epoch logs. Default True.
         max_samples: most weights per variable used for the percentiles. Default 4096.
@@ -114,7 +116,7 @@ class OptimizerMonitor(keras.callbacks.Callback):
         self.variables = list(variables) if variables is not None else None
         self.summary = bool(summary)
         self.records: list[dict] = []
-        self._calls = 0
+        self._step = 0
         self._epoch = 0
         self._previous = None
         self._pending: list = []
@@ -142,12 +144,17 @@ class OptimizerMonitor(keras.callbacks.Callback):
             )
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        if optimizer.gradient_norms is None:
-            optimizer.track_gradient_norms()
+        if optimizer.track_gradient_norms(every=self.every):
             # A training function traced before does not record them (TensorFlow would keep
             # using it): trace it again. Keras' `fit` reads `model.train_function` at each step.
             if getattr(model, "train_function", None) is not None:
                 model.make_train_function(force=True)
+        # Recorded are the steps whose number t (the optimizer's, counted over every `fit`) is
+        # a multiple of `every`: those whose gradient norms the optimizer keeps. A call of the
+        # batch hooks covers `steps_per_execution` steps.
+        self._step = int(ops.convert_to_numpy(optimizer.iterations))
+        steps = getattr(model, "steps_per_execution", 1)
+        self._steps_per_call = steps if isinstance(steps, int) and steps > 0 else 1
         all_variables = list(model.trainable_variables)
         self._positions = [
             i
@@ -168,7 +175,14 @@ class OptimizerMonitor(keras.callbacks.Callback):
                 self._sample_indices.append(ops.convert_to_tensor(idx))
             else:
                 self._sample_indices.append(None)
-        self._sample_weights = np.concatenate(self._sample_weights) if self._watched else np.zeros(0)
+        # The effective LRs are evaluated once per dtype (the formula is element-wise): their
+        # samples come in the order of these groups.
+        groups: dict = {}
+        for k, v in enumerate(self._watched):
+            groups.setdefault(keras.backend.standardize_dtype(v.dtype), []).append(k)
+        self._elr_groups = list(groups.values())
+        self._sample_order = [k for group in self._elr_groups for k in group]
+        self._sample_weights = np.concatenate([self._sample_weights[k] for k in self._sample_order] or [np.zeros(0)])
         self._snapshot, self._measure = _compile(self, model, optimizer)
         self._previous = None
         self._pending = []
@@ -195,8 +209,8 @@ class OptimizerMonitor(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._previous is not None:
             self._dispatch()
-        self._calls += 1
-        if self._calls % self.every == 0:
+        before, self._step = self._step, self._step + self._steps_per_call
+        if self._step // self.every > before // self.every:
             self._previous = self._snapshot()
 
     def flush(self) -> None:
@@ -258,11 +272,11 @@ class OptimizerMonitor(keras.callbacks.Callback):
         flat = flat.astype(np.float64)
         count = len(self._watched)
         changes, befores, norms, samples = np.split(flat, [count, 2 * count, 3 * count])
+        sizes = [self._sample_sizes[k] for k in self._sample_order]
+        by_variable = dict(zip(self._sample_order, np.split(samples, np.cumsum(sizes)[:-1])))
         rows = [
-            [*_percentiles(sample, self.percentiles), change / (before + _TINY), norm]
-            for sample, change, before, norm in zip(
-                np.split(samples, np.cumsum(self._sample_sizes)[:-1]), changes, befores, norms
-            )
+            [*_percentiles(by_variable[k], self.percentiles), change / (before + _TINY), norm]
+            for k, (change, before, norm) in enumerate(zip(changes, befores, norms))
         ]
         names = [v.path for v in self._watched]
         if self.summary:
@@ -270,13 +284,14 @@ class OptimizerMonitor(keras.callbacks.Callback):
             rows.append([*_weighted_percentiles(samples, self._sample_weights, self.percentiles),
                          _norm(changes) / (_norm(befores) + _TINY), _norm(norms)])
         step = int(iterations)
+        stats = self.stat_names
         for name, row in zip(names, rows):
             record = {"step": step, "epoch": epoch, "variable": name}
-            record.update({stat: float(value) for stat, value in zip(self.stat_names, row)})
+            record.update({stat: float(value) for stat, value in zip(stats, row)})
             self.records.append(record)
             if self._csv_file is not None:
                 self._csv_writer.writerow(record)
-            self._epoch_record.update({f"{name}/{stat}": record[stat] for stat in self.stat_names})
+            self._epoch_record.update({f"{name}/{stat}": record[stat] for stat in stats})
 
     def _statistics(self, previous):
         """The change, weight and gradient norms of each watched variable, then each one's
@@ -286,10 +301,11 @@ class OptimizerMonitor(keras.callbacks.Callback):
         Percentiles are taken on the host with NumPy: sorting on XLA's CPU backend costs
         milliseconds per variable, more than the whole rest of a record."""
         optimizer = self._optimizer
-        samples = []
-        for v, idx in zip(self._watched, self._sample_indices):
-            elr = optimizer.effective_learning_rate(v) if idx is None else optimizer.effective_learning_rate_at(v, idx)
-            samples.append(ops.reshape(ops.cast(elr, "float32"), (-1,)))
+        samples = [
+            ops.cast(optimizer.effective_learning_rate_at(
+                [self._watched[k] for k in group], [self._sample_indices[k] for k in group]), "float32")
+            for group in self._elr_groups
+        ]
         after = [ops.cast(v.value, "float32") for v in self._watched]
         norms = [
             l2_norms([a - b for a, b in zip(after, previous)]),
@@ -322,7 +338,7 @@ def _weighted_percentiles(values: np.ndarray, weights: np.ndarray, percentiles: 
     """Percentiles of `values`, each counted `weights` times: the smallest value whose
     cumulative weight reaches q% of the total (NumPy's "inverted_cdf" method; with equal
     weights, `np.percentile(values, q, method="inverted_cdf")`)."""
-    order = np.argsort(values, kind="stable")
+    order = np.argsort(values)
     cumulative = np.cumsum(weights[order])
     index = np.searchsorted(cumulative, np.asarray(percentiles) / 100.0 * cumulative[-1], side="left")
     return values[order][np.minimum(index, len(values) - 1)]

@@ -67,11 +67,20 @@ def nadam_momentum(beta_1: float, step, momentum_decay: float):
 
 
 def l2_norms(tensors: list):
-    """The L2 norm of each tensor, as one float32 vector. On PyTorch one multi-tensor call
-    (each Keras op there costs microseconds of Python; this runs every step of a monitored
-    training)."""
-    if keras.backend.backend() == "torch":
+    """The L2 norm of each tensor, as one float32 vector.
+
+    It runs inside monitored training steps, so with as few operations as each backend
+    allows: one multi-tensor call on PyTorch (each Keras op there costs microseconds of
+    Python), one reduction per tensor on TensorFlow (whose executor charges per graph node:
+    square-sum-sqrt cost a CPU MNIST step 5%)."""
+    backend = keras.backend.backend()
+    if backend == "torch":
         import torch
 
         return torch.stack(torch._foreach_norm(list(tensors), dtype=torch.float32))
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        # l2_loss is sum(t^2) / 2 in one node, and XLA has it (it has no EuclideanNorm).
+        return tf.sqrt(2.0 * tf.stack([tf.nn.l2_loss(tf.cast(t, "float32")) for t in tensors]))
     return ops.stack([ops.sqrt(ops.sum(ops.square(ops.cast(t, "float32")))) for t in tensors])

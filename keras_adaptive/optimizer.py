@@ -8,7 +8,7 @@ whole step through PyTorch's multi-tensor operations. Subclasses hold only their
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 import numpy as np
@@ -51,12 +51,19 @@ def _dense(gradient: Any) -> Any:
 
 
 class _Sampled:
-    """Stands for the weights of `variable` at flat `indices` in `effective_learning_rate`:
-    `slots()` gathers their state, and the element-wise formula does the rest."""
+    """Stands for some weights of several variables, flattened and concatenated, in
+    `effective_learning_rate`: `slots()` gathers their state the same way, and the
+    element-wise formula does the rest, once for all of them."""
 
-    def __init__(self, variable: Any, indices: Any) -> None:
-        self.variable, self.indices = variable, indices
-        self.shape, self.dtype = (int(indices.shape[0]),), variable.dtype
+    def __init__(self, variables: list, indices: list) -> None:
+        self.parts = list(zip(variables, indices))
+        self.shape = (sum(int(np.prod(v.shape)) if i is None else int(i.shape[0]) for v, i in self.parts),)
+        self.dtype = variables[0].dtype
+
+
+def _flat(x: Any, indices: Any) -> Any:
+    x = ops.reshape(x, (-1,))
+    return x if indices is None else ops.take(x, indices)
 
 
 class AdaptiveOptimizer(keras.optimizers.Optimizer):
@@ -205,8 +212,10 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         if getattr(variable, "is_multi_tensor", False):
             return [variable.gather([self._slot_variables[n][i] for i in variable.indices]) for n in names]
         if isinstance(variable, _Sampled):
-            index = self._get_variable_index(variable.variable)
-            return [ops.take(ops.reshape(self._slot_variables[n][index], (-1,)), variable.indices) for n in names]
+            return [
+                ops.concatenate([_flat(self._slot_variables[n][self._get_variable_index(v)], i) for v, i in variable.parts])
+                for n in names
+            ]
         index = self._get_variable_index(variable)
         return [self._slot_variables[n][index] for n in names]
 
@@ -286,36 +295,58 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
     # --- monitoring ----------------------------------------------------------------
 
     gradient_norms = None  # the float32 variable `track_gradient_norms()` makes
+    _gradient_norm_every = 1
 
-    def track_gradient_norms(self) -> None:
-        """From now on, keep in `self.gradient_norms` the L2 norm of each variable's latest
-        gradient (unscaled by `loss_scale_factor` or a LossScaleOptimizer, before clipping), in
-        the order of the variables the optimizer was built with (0 for a variable without a
-        gradient at that step).
+    def track_gradient_norms(self, every: int = 1) -> bool:
+        """From now on, keep in `self.gradient_norms` the L2 norm of each variable's gradient
+        (unscaled by `loss_scale_factor` or a LossScaleOptimizer, before clipping) at every
+        step whose number `t = iterations + 1` is a multiple of `every`, in the order of the
+        variables the optimizer was built with (0 for a variable without a gradient there).
+        Between those steps the vector keeps its last value.
 
         `OptimizerMonitor` calls it: the gradients of the training batch are computed anyway,
-        and their norms cost one reduction each per step. The norms are an optimizer variable
-        (so that they leave a compiled JAX step) but not part of its saved state. Call it
-        after `build`, before the training function is traced (a traced TensorFlow or JAX
-        step does not see it)."""
+        and their norms cost one reduction each on the steps that keep them. The norms are an
+        optimizer variable (so that they leave a compiled JAX step) but not part of its saved
+        state. Call it after `build`. Returns True if this changed what the step does: a
+        training function traced before (TensorFlow, JAX) must then be traced again."""
         if not self.built:
             raise ValueError("Call `track_gradient_norms()` after the optimizer is built (it needs the variables).")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"Argument `every` must be an integer >= 1, got {every!r}.")
+        changed = self.gradient_norms is None or every != self._gradient_norm_every
         if self.gradient_norms is None:
             self.gradient_norms = self.add_variable(
                 shape=(len(self._trainable_variables),), initializer="zeros", dtype="float32", name="gradient_norms"
             )
+        self._gradient_norm_every = every
+        return changed
 
     def _record_gradient_norms(self, grads: list, trainable_variables: Any) -> None:
+        every = self._gradient_norm_every
+        if every > 1 and keras.backend.backend() == "torch":
+            # Eager: decide in Python, and skip the step's work on the steps not kept.
+            if (int(self.iterations.value.item()) + 1) % every:
+                return
+            every = 1
         variables = self._trainable_variables if trainable_variables is None else trainable_variables
         index = {self._get_variable_index(v): g for g, v in zip(grads, variables) if g is not None}
         if not index:
             return
-        norms = l2_norms([_dense(index[i]) for i in sorted(index)])
-        if len(index) < len(self._trainable_variables):  # a subset: zeros elsewhere
-            norms = ops.scatter(ops.expand_dims(ops.array(sorted(index), "int32"), 1), norms, (len(self._trainable_variables),))
-        if self.loss_scale_factor is not None:  # Keras' `apply` unscales after this point
-            norms = norms / self.loss_scale_factor
-        self.gradient_norms.assign(norms)
+
+        def norms():
+            values = l2_norms([_dense(index[i]) for i in sorted(index)])
+            if len(index) < len(self._trainable_variables):  # a subset: zeros elsewhere
+                positions = ops.expand_dims(ops.array(sorted(index), "int32"), 1)
+                values = ops.scatter(positions, values, (len(self._trainable_variables),))
+            if self.loss_scale_factor is not None:  # Keras' `apply` unscales after this point
+                values = values / self.loss_scale_factor
+            return values
+
+        if every == 1:
+            self.gradient_norms.assign(norms())
+            return
+        kept = ops.equal((self.iterations + 1) % every, 0)
+        self.gradient_norms.assign(ops.cond(kept, norms, lambda: ops.convert_to_tensor(self.gradient_norms)))
 
     def effective_learning_rate(self, variable: Any):
         """The per-weight step size this optimizer would apply next, as a tensor shaped like `variable`.
@@ -327,11 +358,21 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         """
         return ops.full(variable.shape, ops.cast(self.learning_rate, variable.dtype))
 
-    def effective_learning_rate_at(self, variable: Any, indices: Any):
-        """`effective_learning_rate(variable)` of the weights at these flat (row-major)
-        indices only, a 1-D tensor: the same numbers, computed from those weights' state
-        alone (what `OptimizerMonitor` samples from a large variable)."""
-        return self.effective_learning_rate(_Sampled(variable, indices))
+    def effective_learning_rate_at(self, variables: Sequence[Any], indices: Sequence[Any]) -> Any:
+        """The effective learning rates of some weights of several variables, as one 1-D
+        tensor: for each variable in turn, `effective_learning_rate(variable)` flattened
+        (row-major) and taken at its flat `indices` (None: all its weights). The same
+        numbers, computed from those weights' state alone and in one evaluation of the
+        formula (what `OptimizerMonitor` reads every few steps). The variables must share
+        a dtype."""
+        variables, indices = list(variables), list(indices)
+        dtypes = {backend.standardize_dtype(v.dtype) for v in variables}
+        if len(variables) != len(indices) or len(dtypes) > 1 or not variables:
+            raise ValueError(
+                f"Arguments `variables` and `indices` must be as long as each other and name variables of one "
+                f"dtype, got {len(variables)} variables of dtypes {sorted(dtypes)} and {len(indices)} indices."
+            )
+        return self.effective_learning_rate(_Sampled(variables, indices))
 
     # --- dispatch ------------------------------------------------------------------
 

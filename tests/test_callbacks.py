@@ -116,6 +116,22 @@ def test_gradient_norm_is_unscaled_and_taken_before_clipping():
     np.testing.assert_allclose(got, golden, rtol=2e-4)
 
 
+@pytest.mark.backends("tensorflow", "jax")
+def test_gradient_norms_compile_with_xla():
+    """TensorFlow compiles its training step with XLA only on a GPU (jit_compile="auto");
+    ask for it here, so that the norms' operations are checked to exist in XLA."""
+    x, y, w0 = regression_data()
+    model = keras.Sequential(
+        [keras.Input((D,)), keras.layers.Dense(K, use_bias=False, kernel_initializer=keras.initializers.Constant(w0))]
+    )
+    model.compile(optimizer=keras_adaptive.AdaGrad(learning_rate=0.1, epsilon=1e-7), loss="mse", jit_compile=True)
+    monitor = OptimizerMonitor(every=2)
+    model.fit(x, y, batch_size=N, epochs=4, shuffle=False, verbose=0, callbacks=[monitor])
+    golden = reference_adagrad_records(x, y, w0, 0.1, 1e-7, 4)
+    got = np.array([[r[name] for name in monitor.stat_names] for r in monitor.records])
+    np.testing.assert_allclose(got, golden[[1, 3]], rtol=2e-4)
+
+
 def test_whole_model_records_match_numpy_adagrad():
     """`summary=True`: one variable, so the "(model)" record is that variable's, with the
     effective-LR percentiles by NumPy's inverted-CDF rule."""
@@ -177,12 +193,14 @@ def test_gradient_norms_after_an_unmonitored_fit_and_through_a_checkpoint(tmp_pa
     lr, eps = 0.1, 1e-7
     model = linear_model(w0, keras_adaptive.AdaGrad(learning_rate=lr, epsilon=eps))
     model.fit(x, y, batch_size=N, epochs=2, shuffle=False, verbose=0)
-    monitor = OptimizerMonitor(every=1, log_to_history=False)
-    model.fit(x, y, batch_size=N, epochs=3, shuffle=False, verbose=0, callbacks=[monitor])
-    golden = reference_adagrad_records(x, y, w0, lr, eps, 5)
+    monitor = OptimizerMonitor(every=2, log_to_history=False)
+    model.fit(x, y, batch_size=N, epochs=5, shuffle=False, verbose=0, callbacks=[monitor])
+    golden = reference_adagrad_records(x, y, w0, lr, eps, 7)
     got = np.array([[r[name] for name in monitor.stat_names] for r in monitor.records])
-    assert [r["step"] for r in monitor.records] == [3, 4, 5]
-    np.testing.assert_allclose(got, golden[2:], rtol=2e-4)
+    # The optimizer's steps 3-7: recorded are those that are multiples of 2, and only the
+    # gradient norms of those steps are kept.
+    assert [r["step"] for r in monitor.records] == [4, 6]
+    np.testing.assert_allclose(got, golden[[3, 5]], rtol=2e-4)
 
     path = str(tmp_path / "monitored.keras")
     model.save(path)
@@ -210,6 +228,24 @@ def test_records_between_steps_of_an_epoch_match_numpy_adagrad():
     assert [r["epoch"] for r in monitor.records] == [(s - 1) // (N // batch) for s in recorded_steps]
     got = np.array([[r[name] for name in monitor.stat_names] for r in monitor.records])
     np.testing.assert_allclose(got, golden[np.array(recorded_steps) - 1], rtol=2e-4)
+
+
+@pytest.mark.backends("tensorflow", "jax")  # Keras' torch trainer refuses steps_per_execution > 1
+def test_steps_per_execution_records_after_the_call_holding_a_multiple_of_every():
+    x, y, w0 = regression_data()
+    lr, eps, batch = 0.1, 1e-7, N // 4
+    model = keras.Sequential(
+        [keras.Input((D,)), keras.layers.Dense(K, use_bias=False, kernel_initializer=keras.initializers.Constant(w0))]
+    )
+    model.compile(optimizer=keras_adaptive.AdaGrad(learning_rate=lr, epsilon=eps), loss="mse", steps_per_execution=2)
+    monitor = OptimizerMonitor(every=3, log_to_history=False)
+    model.fit(x, y, batch_size=batch, epochs=2, shuffle=False, verbose=0, callbacks=[monitor])
+    golden = reference_adagrad_records(x, y, w0, lr, eps, 8, batch=batch)
+    # Calls hold steps (1, 2), (3, 4), (5, 6), (7, 8): steps 3 and 6 are in the second and third.
+    assert [r["step"] for r in monitor.records] == [4, 6]
+    for record, after, kept in zip(monitor.records, [3, 5], [2, 5]):  # rows: step - 1
+        assert record["elr_p50"] == pytest.approx(golden[after, 1], rel=2e-4)
+        assert record["grad_norm"] == pytest.approx(golden[kept, -1], rel=2e-4)
 
 
 def test_sgd_effective_learning_rate_is_the_learning_rate():
@@ -269,13 +305,22 @@ def test_effective_learning_rate_at_indices_is_a_sample_of_the_whole(case):
     x, y = classification_data()
     model = mlp(OPTIMIZER_CASES[case](), jit_compile=False)
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
-    kernel = model.trainable_variables[0]
+    kernel, bias = model.trainable_variables[:2]
     idx = np.sort(np.random.default_rng(0).choice(12 * 16, 40, replace=False)).astype("int32")
     optimizer = model.optimizer
-    whole = keras.ops.convert_to_numpy(optimizer.effective_learning_rate(kernel)).reshape(-1)
-    sample = keras.ops.convert_to_numpy(optimizer.effective_learning_rate_at(kernel, keras.ops.convert_to_tensor(idx)))
-    assert sample.shape == (40,)
-    np.testing.assert_allclose(sample, whole[idx], rtol=1e-6)
+    whole = [keras.ops.convert_to_numpy(optimizer.effective_learning_rate(v)).reshape(-1) for v in (kernel, bias)]
+    sample = optimizer.effective_learning_rate_at([kernel, bias], [keras.ops.convert_to_tensor(idx), None])
+    sample = keras.ops.convert_to_numpy(sample)
+    assert sample.shape == (40 + 16,)
+    np.testing.assert_allclose(sample, np.concatenate([whole[0][idx], whole[1]]), rtol=1e-6)
+
+
+def test_effective_learning_rate_at_refuses_mixed_dtypes():
+    optimizer = keras_adaptive.Adam()
+    a, b = keras.Variable(np.zeros(3, "float32")), keras.Variable(np.zeros(3, "float16"), dtype="float16")
+    optimizer.build([a, b])
+    with pytest.raises(ValueError, match="one dtype"):
+        optimizer.effective_learning_rate_at([a, b], [None, None])
 
 
 def test_monitoring_does_not_change_training():
