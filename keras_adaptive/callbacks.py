@@ -161,7 +161,26 @@ class OptimizerMonitor(keras.callbacks.Callback):
             for i, v in enumerate(all_variables)
             if self.variables is None or any(name in v.path for name in self.variables)
         ]
-        self._watched = [all_variables[i] for i in self._positions]
+        watched = [all_variables[i] for i in self._positions]
+        # Another `fit` of the same model: keep the samples and the compiled functions (tracing
+        # and compiling them again would cost every `fit` a fraction of a second).
+        key = (id(model), id(optimizer), tuple(id(v) for v in watched))
+        if getattr(self, "_prepared_for", None) != key:
+            self._prepare(model, optimizer, watched)
+            self._prepared_for = key
+        self._previous = None
+        self._pending = []
+        self._csv_file = None
+        if self.csv_path:
+            directory = os.path.dirname(os.path.abspath(self.csv_path))
+            os.makedirs(directory, exist_ok=True)
+            self._csv_file = open(self.csv_path, "w", newline="")
+            self._csv_writer = csv.DictWriter(self._csv_file, fieldnames=self.columns)
+            self._csv_writer.writeheader()
+
+    def _prepare(self, model, optimizer, watched: list) -> None:
+        """The fixed samples of the watched variables and the compiled measuring functions."""
+        self._watched = watched
         self._norm_indices = ops.convert_to_tensor([optimizer._get_variable_index(v) for v in self._watched], "int32")
         rng = np.random.default_rng(0)
         self._sample_indices, self._sample_sizes, self._sample_weights = [], [], []
@@ -184,15 +203,6 @@ class OptimizerMonitor(keras.callbacks.Callback):
         self._sample_order = [k for group in self._elr_groups for k in group]
         self._sample_weights = np.concatenate([self._sample_weights[k] for k in self._sample_order] or [np.zeros(0)])
         self._snapshot, self._measure = _compile(self, model, optimizer)
-        self._previous = None
-        self._pending = []
-        self._csv_file = None
-        if self.csv_path:
-            directory = os.path.dirname(os.path.abspath(self.csv_path))
-            os.makedirs(directory, exist_ok=True)
-            self._csv_file = open(self.csv_path, "w", newline="")
-            self._csv_writer = csv.DictWriter(self._csv_file, fieldnames=self.columns)
-            self._csv_writer.writeheader()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch

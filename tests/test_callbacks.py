@@ -323,6 +323,21 @@ def test_effective_learning_rate_at_refuses_mixed_dtypes():
         optimizer.effective_learning_rate_at([a, b], [None, None])
 
 
+def test_another_fit_reuses_the_compiled_measurement():
+    """Tracing and compiling again at every `fit` cost a fraction of a second each: a loop of
+    one-epoch fits spent more time there than training."""
+    x, y, w0 = regression_data()
+    model = linear_model(w0, keras_adaptive.AdaGrad(learning_rate=0.1, epsilon=1e-7))
+    monitor = OptimizerMonitor(every=1, log_to_history=False)
+    model.fit(x, y, batch_size=N, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
+    measure = monitor._measure
+    model.fit(x, y, batch_size=N, epochs=2, shuffle=False, verbose=0, callbacks=[monitor])
+    assert monitor._measure is measure
+    golden = reference_adagrad_records(x, y, w0, 0.1, 1e-7, 3)
+    got = np.array([[r[name] for name in monitor.stat_names] for r in monitor.records])
+    np.testing.assert_allclose(got, golden, rtol=2e-4)
+
+
 def test_monitoring_does_not_change_training():
     """The gradient norms and the weight copies must not touch weights, optimizer state or metrics."""
     x, y = classification_data()
