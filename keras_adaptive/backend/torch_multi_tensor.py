@@ -318,9 +318,12 @@ def update(optimizer: Any, grads: Sequence[Any], variables: Sequence[Any], learn
 
     wd = optimizer.weight_decay or 0.0
     groups: dict = defaultdict(list)
-    for grad, variable, value in zip(grads, variables, tensors_of(variables)):
+    # The variables the optimizer was built with, in order (a plain step): index = position.
+    built = variables is optimizer._trainable_variables
+    for position, (grad, variable, value) in enumerate(zip(grads, variables, tensors_of(variables))):
         decays = bool(wd) and optimizer._use_weight_decay(variable)
-        groups[(value.dtype, value.device, decays)].append((grad, value, optimizer._get_variable_index(variable)))
+        index = position if built else optimizer._get_variable_index(variable)
+        groups[(value.dtype, value.device, decays)].append((grad, value, index))
     _PENDING.refs.clear()
     kernel = torch_fused.select(optimizer)
     if kernel is not None or wd:  # read on the host only when a kernel or the decay needs them
