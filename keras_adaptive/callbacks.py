@@ -281,7 +281,7 @@ class OptimizerMonitor(keras.callbacks.Callback):
         self._pending.append((measured, self._epoch))
 
     def _resolve(self, measured, epoch: int) -> None:
-        flat, iterations = (ops.convert_to_numpy(part) for part in measured)
+        flat, iterations = (_to_host(part) for part in measured)
         flat = flat.astype(np.float64)
         count = len(self._watched)
         changes, befores, norms, samples = np.split(flat, [count, 2 * count, 3 * count])
@@ -315,11 +315,11 @@ class OptimizerMonitor(keras.callbacks.Callback):
         milliseconds per variable, more than the whole rest of a record."""
         optimizer = self._optimizer
         samples = [
-            ops.cast(optimizer.effective_learning_rate_at(
-                [self._watched[k] for k in group], [self._sample_indices[k] for k in group]), "float32")
+            _float32(optimizer.effective_learning_rate_at(
+                [self._watched[k] for k in group], [self._sample_indices[k] for k in group]))
             for group in self._elr_groups
         ]
-        after = [ops.cast(v.value, "float32") for v in self._watched]
+        after = [_float32(v.value) for v in self._watched]
         norms = [
             l2_norms([a - b for a, b in zip(after, previous)]),
             l2_norms(previous),
@@ -330,6 +330,21 @@ class OptimizerMonitor(keras.callbacks.Callback):
 
 
 MODEL = "(model)"  # the `variable` of the whole-model records
+
+
+def _float32(x):
+    # A Keras op costs microseconds of Python on PyTorch even when it has nothing to do.
+    return x if keras.backend.standardize_dtype(x.dtype) == "float32" else ops.cast(x, "float32")
+
+
+def _to_host(x) -> np.ndarray:
+    """A CPU tensor's values as NumPy: `.numpy()` where the tensor has it (TensorFlow, PyTorch
+    on the CPU: NumPy's `np.array(torch_tensor)` goes through a deprecation warning each time),
+    else Keras' conversion (JAX, other devices)."""
+    try:
+        return x.numpy()
+    except (AttributeError, TypeError, RuntimeError):
+        return ops.convert_to_numpy(x)
 
 
 def _norm(norms: np.ndarray) -> float:
@@ -378,7 +393,7 @@ def _compile(monitor: OptimizerMonitor, model, optimizer):
         def snapshot():
             for copy, v in zip(previous, watched):
                 copy.assign(tf.cast(v.value, "float32"))
-            return previous
+            return True  # no outputs to hand back: `statistics` reads the copies
 
         statistics = tf.function(lambda: monitor._statistics([copy.value() for copy in previous]))
         return snapshot, lambda previous: statistics()
