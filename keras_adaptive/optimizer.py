@@ -144,8 +144,8 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         That is: the torch path, every variable it was built with, in order, each with a
         gradient and none with a constraint or `overwrite_with_gradient`, and no clipping,
         loss scaling, gradient accumulation or EMA. Keras' `apply` then only loops over the
-        variables in Python (checking, filtering, constraints): 0.1 ms a step over 200 small
-        weights, a third of PyTorch's whole fused SGD step."""
+        variables in Python (checking, filtering, constraints): about 0.05 ms a step over 200
+        small weights, against 0.67 ms for PyTorch's whole fused SGD step."""
         if not (self.built and self._plain_variables and self._takes_torch_path()):
             return False
         if self.use_ema or self.gradient_accumulation_steps or self.loss_scale_factor is not None:
