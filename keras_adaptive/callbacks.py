@@ -88,10 +88,9 @@ class OptimizerMonitor(keras.callbacks.Callback):
     without syncing it into the model. The gradient norms cost a reduction per variable on
     the recorded steps only (a conditional on the others). On the 2-core CPU this is
     developed on, for the MNIST MLP (784-256-256-10, batch 128; steps of 0.8 ms on JAX,
-    1.9 ms on TensorFlow, 2.4 ms on PyTorch), `every=10` adds 3-7% to training on JAX,
-    4.5-7% on PyTorch and 7-17% on TensorFlow (the spread of four runs of
-    `python examples/monitor_overhead.py --backends tensorflow,jax,torch --mnist mnist.npz
-    --train-size 30000`). Measure yours
+    1.9 ms on TensorFlow, 2.2 ms on PyTorch), `every=10` adds 0-1% to training on JAX,
+    4-5% on PyTorch and 9% on TensorFlow (two runs of `python examples/monitor_overhead.py
+    --backends tensorflow,jax,torch --mnist mnist.npz --train-size 30000`). Measure yours
     with that script, and raise `every` for small, fast models.
     """
 
