@@ -133,8 +133,10 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         if self.gradient_norms is not None:
             self._record_gradient_norms(grads, trainable_variables)
         if self._is_plain_torch_step(grads, trainable_variables):
+            from keras_adaptive.backend.torch_multi_tensor import tensors_of
+
             self._backend_update_step(grads, self._trainable_variables, self.learning_rate)
-            self._iterations.assign_add(1)
+            tensors_of([self._iterations])[0].add_(1)  # in place: Keras' assign_add makes a new tensor
             return None
         return super().apply(grads, trainable_variables)
 
