@@ -4,8 +4,8 @@
 optimizer's effective learning rate (its median and spread over the weights), the
 size of the last update relative to the weights, and the norm of the gradient that
 update applied. It reads the optimizer only through its documented monitoring methods,
-`effective_learning_rate(variable)` (or `effective_learning_rate_at(variable, indices)`
-for a sample of a large variable) and `track_gradient_norms()`, so it works with every
+`effective_learning_rate(variable)` (or `effective_learning_rate_at(variables, indices)`
+for samples of the variables) and `track_gradient_norms()`, so it works with every
 keras_adaptive optimizer, on TensorFlow, JAX and PyTorch.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
