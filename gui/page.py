@@ -351,7 +351,7 @@ def build(mnist_path: Optional[str], data_source: str, default_backend: str = "t
                 if comparison.running:  # the page was closed
                     comparison.stop()
 
-        train_event = train_button.click(
+        train_button.click(
             train,
             set(run_inputs),
             [plot, summary, status, csv_button, png_button],
