@@ -436,8 +436,7 @@ def _compile(monitor: OptimizerMonitor, model, optimizer):
             return stateless_snapshot(_jax_values(model)[0])
 
         def measure(previous):
-            trainable, _, optimizer_values = _jax_values(model)
-            return stateless_measure(trainable, optimizer_values, previous)
+            return stateless_measure(*_jax_values(model), previous)
 
         return snapshot, measure
     if backend == "torch":
@@ -454,9 +453,9 @@ def _compile(monitor: OptimizerMonitor, model, optimizer):
     raise ValueError(f"OptimizerMonitor supports the tensorflow, jax and torch backends, got {backend!r}.")
 
 
-def _jax_values(model) -> tuple[list, list, list]:
-    """The current values of the model's trainable and non-trainable variables and of the
-    optimizer's variables, on JAX.
+def _jax_values(model) -> tuple[list, list]:
+    """The current values of the model's trainable variables and of the optimizer's
+    variables, on JAX.
 
     In the middle of an epoch the trainer holds them (`_jax_state`) and the model's variables
     are stale; reading them there avoids `Callback.model`'s sync, which assigns every variable
@@ -464,6 +463,5 @@ def _jax_values(model) -> tuple[list, list, list]:
     in sync (between epochs, around `train_on_batch`) they are the variables' values."""
     state = getattr(model, "_jax_state", None)
     if state and not getattr(model, "_jax_state_synced", True):
-        return tuple(list(state[k]) for k in ("trainable_variables", "non_trainable_variables", "optimizer_variables"))
-    return tuple([v.value for v in variables] for variables in
-                 (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables))
+        return list(state["trainable_variables"]), list(state["optimizer_variables"])
+    return [v.value for v in model.trainable_variables], [v.value for v in model.optimizer.variables]
