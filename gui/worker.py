@@ -41,7 +41,6 @@ import numpy as np
 
 FLUSH_SECONDS = 0.2
 STATS_POINTS = 100  # a model's optimizer statistics are recorded about this many times per run
-MODEL_RECORD = "(model)"  # the monitor's whole-model record (its `summary=True`)
 
 
 def run(config: dict, queue: Any, stop: Any) -> None:
@@ -143,6 +142,8 @@ class _Trainer:
     def collect_monitor_stats(self) -> None:
         """The monitors' whole-model records made since the last call, as stats rows. Resolving
         them syncs the device, so it happens here, when rows are sent, outside the step timing."""
+        from keras_adaptive.callbacks import MODEL  # the whole-model record (`summary=True`)
+
         for i, monitor in enumerate(self.monitors):
             if monitor is None:
                 continue
@@ -150,7 +151,7 @@ class _Trainer:
             records = monitor.records[self.records_seen[i]:]
             self.records_seen[i] += len(records)
             for r in records:
-                if r["variable"] == MODEL_RECORD:
+                if r["variable"] == MODEL:
                     self.add_stats(i, r["step"], r["elr_p50"], r["update_ratio"], r["grad_norm"])
 
     # --- models ----------------------------------------------------------------------
