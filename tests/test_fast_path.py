@@ -105,3 +105,20 @@ def test_weight_decay_on_the_torch_path_spares_excluded_weights(case_id):
     for grads in problem.grads:
         optimizer.apply([keras.ops.convert_to_tensor(g) for g in grads], variables)
     assert np.max(np.abs(np.asarray(keras.ops.convert_to_numpy(variables[0])) - results[0][0])) > 1e-4
+
+
+def test_stateless_apply_leaves_the_step_count_it_is_given():
+    """The torch path increments the step count in place on a plain step; under
+    `stateless_apply` that would write into the caller's tensor. The new count must come back
+    as the returned value, the given one untouched (as with Keras' own optimizers)."""
+    import torch
+
+    import keras_adaptive
+
+    optimizer = keras_adaptive.SGD(learning_rate=0.1, momentum=0.9)
+    variable = keras.Variable(np.ones(3, "float32"))
+    optimizer.build([variable])
+    given = [torch.tensor(keras.ops.convert_to_numpy(v)) for v in optimizer.variables]
+    at = [v.path for v in optimizer.variables].index(optimizer.iterations.path)
+    _, returned = optimizer.stateless_apply(given, [torch.ones(3)], [torch.ones(3)])
+    assert int(given[at]) == 0 and int(returned[at]) == 1
