@@ -1,11 +1,14 @@
 """What OptimizerMonitor costs: training time of the MNIST MLP with and without monitoring.
 
-The 784-256-256-10 MLP, batch 128, Adam, `model.fit` on the current backend. Three
-configurations, each its own model and callbacks: a first one-epoch `fit` of each (tracing,
-compiling, the monitor's own compiling) is reported apart, then the configurations take
-turns, one epoch (one `fit`) each, `--rounds` x `--epochs` times, and the time per step is
-the median over those epochs. Taking turns epoch by epoch keeps a drifting machine (this
-one's speed moves by 10-20% over minutes) out of the comparison:
+The 784-256-256-10 MLP, batch 128, Adam, `model.fit` on the current backend. One model
+trains throughout; three configurations of callbacks take turns on it, one epoch (one `fit`)
+each, `--rounds` x `--epochs` times. A first one-epoch `fit` of each (tracing, compiling, the
+monitor's own training function) is reported apart. The overhead of a configuration is the
+median, over the rounds, of its epoch's time divided by the unmonitored epoch's of the same
+round (quartiles beside it). Taking turns on one model keeps two things out of the
+comparison: a drifting machine (this one's speed moves by 10-20% over minutes) and the
+difference between model instances (separate but identical models ran 3-5% apart on
+TensorFlow).
 
 - no monitor;
 - `OptimizerMonitor(every=10)`: effective-LR percentiles, update ratios and gradient norms
@@ -61,21 +64,20 @@ def measure(args):
     per_step = {name: [] for name in configs}
     cpu_per_step = {name: [] for name in configs}
     first = {}
-    setups = []
-    for name, make_callbacks in configs.items():
-        model = _common.compile_classifier(_common.mlp(seed=args.seed), ka.Adam())
-        timer = EpochTimer()
-        # The timer goes last, so an epoch's time includes the monitor's callbacks.
-        callbacks = [*make_callbacks(), timer]
+    model = _common.compile_classifier(_common.mlp(seed=args.seed), ka.Adam())
+    timer = EpochTimer()
+    # The timer goes last, so an epoch's time includes the monitor's callbacks.
+    setups = {name: [*make_callbacks(), timer] for name, make_callbacks in configs.items()}
+    for name, callbacks in setups.items():
         model.fit(x, y, batch_size=128, epochs=1, verbose=0, callbacks=callbacks)
-        first[name] = [timer.times.pop()[0]]
-        setups.append((name, model, callbacks, timer))
+        first[name] = timer.times.pop()[0]
     for _ in range(args.rounds * args.epochs):
-        for name, model, callbacks, timer in setups:
+        for name, callbacks in setups.items():
             model.fit(x, y, batch_size=128, epochs=1, verbose=0, callbacks=callbacks)
             wall, cpu = timer.times.pop()
             per_step[name].append(wall / steps * 1e3)
             cpu_per_step[name].append(cpu / steps * 1e3)
+    base = np.array(per_step["none"])
     return {
         "backend": _common.backend_name(),
         "source": source,
@@ -83,20 +85,26 @@ def measure(args):
         "load_average": os.getloadavg()[0],
         "ms_per_step": {name: float(np.median(v)) for name, v in per_step.items()},
         "ms_per_step_all": per_step,
+        "overhead_quartiles": {
+            name: [float(100 * (np.percentile(np.array(v) / base, q) - 1)) for q in (25, 50, 75)]
+            for name, v in per_step.items()
+        },
         "cpu_ms_per_step": {name: float(np.median(v)) for name, v in cpu_per_step.items()},
         "torch_threads": _torch_threads(),
-        "first_epoch_s": {name: float(np.median(v)) for name, v in first.items()},
+        "first_epoch_s": first,
     }
 
 
 def report(result) -> None:
-    base, cpu_base = result["ms_per_step"]["none"], result["cpu_ms_per_step"]["none"]
+    cpu_base = result["cpu_ms_per_step"]["none"]
     print(f"{result['backend']}: {result['steps_per_epoch']} steps/epoch, {result['source']}; "
           f"load average at the end {result['load_average']:.1f}")
     for name, ms in result["ms_per_step"].items():
         cpu = result["cpu_ms_per_step"][name]
+        low, median, high = result["overhead_quartiles"][name]
         overhead = "" if name == "none" else (
-            f"  overhead {100 * (ms / base - 1):+.1f}% wall, {100 * (cpu / cpu_base - 1):+.1f}% CPU")
+            f"  overhead {median:+.1f}% wall (quartiles {low:+.1f}%, {high:+.1f}%), "
+            f"{100 * (cpu / cpu_base - 1):+.1f}% CPU")
         print(f"  {name:18s} {ms:7.3f} ms/step wall, {cpu:7.3f} ms/step CPU (medians){overhead}   "
               f"first epoch {result['first_epoch_s'][name]:.2f} s")
 
@@ -151,7 +159,7 @@ def main():
         bars = ax.bar(np.arange(len(results)) + i * width, values, width, label=name)
         if name != "none":
             for bar, r in zip(bars, results):
-                pct = 100 * (r["ms_per_step"][name] / r["ms_per_step"]["none"] - 1)
+                pct = r["overhead_quartiles"][name][1]
                 ax.annotate(f"{pct:+.1f}%", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                             ha="center", va="bottom", fontsize=8)
     ax.set_xticks(np.arange(len(results)) + width * (len(names) - 1) / 2, [f"{r['backend']}\n(load average {r['load_average']:.1f})" for r in results])

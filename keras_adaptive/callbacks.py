@@ -5,7 +5,7 @@ optimizer's effective learning rate (its median and spread over the weights), th
 size of the last update relative to the weights, and the norm of the gradient that
 update applied. It reads the optimizer only through its documented monitoring methods,
 `effective_learning_rate(variable)` (or `effective_learning_rate_at(variables, indices)`
-for samples of the variables) and `track_gradient_norms()`, so it works with every
+for samples of the variables) and `observing(observer)`, so it works with every
 keras_adaptive optimizer, on TensorFlow, JAX and PyTorch.
 """
 
@@ -40,13 +40,17 @@ class OptimizerMonitor(keras.callbacks.Callback):
       NumPy's linear interpolation).
     - `update_ratio`: `||w_t - w_{t-1}|| / ||w_{t-1}||`, the L2 norm of the change the
       last training step actually made (everything included: weight decay, clipping,
-      momentum) divided by the L2 norm of the weights before it. Measured by keeping a
-      copy of the weights before the recorded step; not read from the optimizer.
+      momentum) divided by the L2 norm of the weights before it. Measured from a copy of
+      the weights taken in the recorded step before its update; not read from the optimizer.
     - `grad_norm`: the L2 norm of the gradient of the training batch that the recorded
       step applied, as the optimizer received it (after loss-scale unscaling, before
-      clipping). Keras' `fit` does not hand gradients to callbacks: the optimizer keeps
-      their norms (`optimizer.track_gradient_norms()`, which the monitor calls), one
-      reduction per variable per step.
+      clipping).
+
+    Keras' `fit` hands callbacks neither gradients nor the weights before a step, so the
+    recorded steps measure themselves: before each one the monitor gives Keras a training
+    function of its own (made once, from the model's `train_step`), in which the optimizer
+    lets the monitor observe the step (`optimizer.observing(monitor)`), and whose logs carry
+    the measurements out. The other steps run Keras' training function untouched.
 
     Results go to `self.records` (one dict per recorded step and variable, with `step`
     = `optimizer.iterations` after the step, `epoch`, `variable` = the variable's path),
@@ -62,8 +66,8 @@ class OptimizerMonitor(keras.callbacks.Callback):
         every: record the training steps whose number (`optimizer.iterations` after the
             step, counted over all of the optimizer's training) is a multiple of `every`.
             Default 10. With `steps_per_execution=n` in `compile`, Keras calls callbacks
-            every n steps: a record is made after the call holding such a step (its
-            gradient norms are that step's; its update ratio spans the whole call).
+            every n steps: the call holding such a step is observed, and its last step is
+            recorded.
         csv_path: optional path of a CSV file to (over)write.
         log_to_history: add each epoch's last record to the epoch logs. Default True.
         max_samples: most weights per variable used for the percentiles. Default 4096.
@@ -82,16 +86,17 @@ class OptimizerMonitor(keras.callbacks.Callback):
         >>> model.fit(x, y, callbacks=[monitor])
         >>> monitor.records[-1]   # {'step': ..., 'variable': 'dense/kernel', 'elr_p50': ..., ...}
 
-    Cost: a record is one compiled copy of the weights before the step and one compiled
-    measurement after it (`tf.function` on TensorFlow, `jax.jit` on JAX, eager on PyTorch),
-    read back to the host one record later; on JAX the monitor reads the trainer's state
-    without syncing it into the model. The gradient norms cost a reduction per variable on
-    the recorded steps only (a conditional on the others). On the 2-core CPU this is
-    developed on, for the MNIST MLP (784-256-256-10, batch 128; steps of 0.8 ms on JAX,
-    1.9 ms on TensorFlow, 2.2 ms on PyTorch), `every=10` adds 0-1% to training on JAX,
-    4-5% on PyTorch and 9% on TensorFlow (two runs of `python examples/monitor_overhead.py
-    --backends tensorflow,jax,torch --mnist mnist.npz --train-size 30000`). Measure yours
-    with that script, and raise `every` for small, fast models.
+    Cost: a recorded step does its usual work plus the copy of the weights, three norms per
+    variable and the effective learning rates of the samples, in the same compiled step (a
+    second `tf.function` or `jax.jit` of the training step, traced and compiled at the first
+    record); the results are read back to the host once done, so that on JAX the monitor
+    never waits for a step to finish. The other steps cost what they cost without the
+    monitor, plus a Python call. On the 2-core CPU this is developed on, for the MNIST MLP
+    (784-256-256-10, batch 128; steps of 0.8 ms on JAX, 1.8 ms on TensorFlow, 2.4 ms on
+    PyTorch), `every=10` adds about 3-5% to training on each backend (`python
+    examples/monitor_overhead.py --backends tensorflow,jax,torch --mnist mnist.npz
+    --train-size 30000 --rounds 10`). Measure yours with that script, and raise `every` for
+    small, fast models.
     """
 
     def __init__(
@@ -122,7 +127,8 @@ class OptimizerMonitor(keras.callbacks.Callback):
         self.records: list[dict] = []
         self._step = 0
         self._epoch = 0
-        self._previous = None
+        self._observed = False
+        self._measured = None
         self._pending: list = []
         self._host: list = []
         self._epoch_record: dict = {}
@@ -149,31 +155,25 @@ class OptimizerMonitor(keras.callbacks.Callback):
             )
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        if optimizer.track_gradient_norms(every=self.every):
-            # A training function traced before does not record them (TensorFlow would keep
-            # using it): trace it again. Keras' `fit` reads `model.train_function` at each step.
-            if getattr(model, "train_function", None) is not None:
-                model.make_train_function(force=True)
         # Recorded are the steps whose number t (the optimizer's, counted over every `fit`) is
-        # a multiple of `every`: those whose gradient norms the optimizer keeps. A call of the
-        # batch hooks covers `steps_per_execution` steps.
+        # a multiple of `every`. A call of the batch hooks covers `steps_per_execution` steps.
         self._step = int(ops.convert_to_numpy(optimizer.iterations))
         steps = getattr(model, "steps_per_execution", 1)
         self._steps_per_call = steps if isinstance(steps, int) and steps > 0 else 1
         all_variables = list(model.trainable_variables)
-        self._positions = [
-            i
-            for i, v in enumerate(all_variables)
-            if self.variables is None or any(name in v.path for name in self.variables)
+        watched = [
+            v for v in all_variables if self.variables is None or any(name in v.path for name in self.variables)
         ]
-        watched = [all_variables[i] for i in self._positions]
-        # Another `fit` of the same model: keep the samples and the compiled functions (tracing
-        # and compiling them again would cost every `fit` a fraction of a second).
-        key = (id(model), id(optimizer), tuple(id(v) for v in watched))
+        # Another `fit` of the same model: keep the samples and the observed training function
+        # (tracing and compiling it again would cost every `fit` a fraction of a second).
+        if self._observed:  # a `fit` that stopped on an error left the observed function
+            self._set_train_function(self._plain_function)
+        model.make_train_function()
+        key = (id(model), id(optimizer), id(model.train_function), tuple(id(v) for v in watched))
         if getattr(self, "_prepared_for", None) != key:
             self._prepare(model, optimizer, watched)
             self._prepared_for = key
-        self._previous = None
+        self._observed = False
         self._pending = []
         self._host = []
         self._csv_file = None
@@ -185,9 +185,9 @@ class OptimizerMonitor(keras.callbacks.Callback):
             self._csv_writer.writeheader()
 
     def _prepare(self, model, optimizer, watched: list) -> None:
-        """The fixed samples of the watched variables and the compiled measuring functions."""
+        """The fixed samples of the watched variables and the two training functions."""
+        self._optimizer = optimizer
         self._watched = watched
-        self._norm_indices = ops.convert_to_tensor([optimizer._get_variable_index(v) for v in self._watched], "int32")
         rng = np.random.default_rng(0)
         self._sample_indices, self._sample_sizes, self._sample_weights = [], [], []
         for v in self._watched:
@@ -208,34 +208,49 @@ class OptimizerMonitor(keras.callbacks.Callback):
         self._elr_groups = list(groups.values())
         self._sample_order = [k for group in self._elr_groups for k in group]
         self._sample_weights = np.concatenate([self._sample_weights[k] for k in self._sample_order] or [np.zeros(0)])
-        self._snapshot, self._measure = _compile(self, model, optimizer)
+        # The recorded steps run a training function of their own, traced (TensorFlow, JAX)
+        # or run (PyTorch) with the optimizer observing: the others run Keras' own, untouched.
+        self._plain_function = model.train_function
+        traced = _new_train_function(model, self)
+        model.train_function = self._plain_function
+
+        def observed_function(*args):
+            with optimizer.observing(self):
+                outputs = traced(*args)
+            logs = outputs[0] if isinstance(outputs, tuple) else outputs  # JAX: (logs, state)
+            self._add(logs.pop(_MEASURED, self._measured))
+            return outputs
+
+        self._observed_function = observed_function
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._epoch_record = {}
 
-    # Everything happens in `on_train_batch_begin` (and at the end of an epoch), never in
-    # `on_train_batch_end`: a callback with a batch-end hook makes Keras run every batch's end
-    # synchronously (no async dispatch of the logs), which alone cost 10-20% of an MNIST MLP's
-    # step. A recorded step is measured just before the next step begins, at the weights and
-    # optimizer state it left; the measurement is only dispatched there, and read back to the
-    # host once done (at a later record, or at the end of the epoch), so that on JAX the
-    # monitor never waits for a step to finish.
+    # Everything happens in `on_train_batch_begin`, in the recorded steps themselves and at the
+    # end of an epoch, never in `on_train_batch_end`: a callback with a batch-end hook makes
+    # Keras run every batch's end synchronously (no async dispatch of the logs), which alone
+    # cost 10-20% of an MNIST MLP's step. Before a recorded step the hook hands Keras the
+    # observed training function, whose outputs carry the step's measurements; they are read
+    # back to the host once done, so that on JAX the monitor never waits for a step to finish.
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self._previous is not None:
-            self._dispatch()
         before, self._step = self._step, self._step + self._steps_per_call
-        if self._step // self.every > before // self.every:
-            self._previous = self._snapshot()
+        observed = self._step // self.every > before // self.every
+        if observed != self._observed:
+            self._observed = observed
+            self._set_train_function(self._observed_function if observed else self._plain_function)
+
+    def _set_train_function(self, function) -> None:
+        # `_model`: on JAX, `Callback.model` copies the trainer's state into the model's
+        # variables, and the next step fetches it anew. `object.__setattr__`: Keras' own
+        # costs tens of microseconds (it tracks layers and variables; a function is neither).
+        object.__setattr__(self._model, "train_function", function)
 
     def flush(self) -> None:
-        """Measure a recorded step that has finished but not been measured yet, and move every
-        pending measurement into `records` (and the CSV file). Called at the end of each epoch
-        and of training; call it yourself between steps when you drive the hooks by hand
-        (around `train_on_batch`) and need the records at once."""
-        if self._previous is not None:
-            self._dispatch()
+        """Move every pending measurement into `records` (and the CSV file). Called at the end
+        of each epoch and of training; call it yourself between steps when you drive the hooks
+        by hand (around `train_on_batch`) and need the records at once."""
         while self._pending:
             self._to_host(*self._pending.pop(0))
         self._resolve()
@@ -249,6 +264,8 @@ class OptimizerMonitor(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.flush()
+        self._set_train_function(self._plain_function)
+        self._observed = False
         if self._csv_file is not None:
             self._csv_file.close()
             self._csv_file = None
@@ -273,31 +290,30 @@ class OptimizerMonitor(keras.callbacks.Callback):
 
     # --- internals --------------------------------------------------------------------
 
-    def _dispatch(self) -> None:
-        """Start measuring the recorded step (asynchronously on JAX), bring the earlier
-        measurements that are done to the host, and turn them into records in batches."""
-        measured = self._measure(self._previous)
-        self._previous = None
+    def _add(self, measured) -> None:
+        """Keep a recorded step's measurements, bring the earlier ones that are done to the
+        host, and turn them into records in batches."""
         # JAX runs steps ahead of Python: one still waiting behind queued steps is left for
         # later rather than stalling the training loop.
-        while self._pending and all(getattr(part, "is_ready", lambda: True)() for part in self._pending[0][0]):
+        while self._pending and getattr(self._pending[0][0], "is_ready", lambda: True)():
             self._to_host(*self._pending.pop(0))
-        self._pending.append((measured, self._epoch))
+        self._pending.append((measured, self._step, self._epoch))
         if len(self._host) >= _BATCH:
             self._resolve()
 
-    def _to_host(self, measured, epoch: int) -> None:
-        flat, iterations = (_to_host(part) for part in measured)
-        self._host.append((flat, int(iterations), epoch))
+    def _to_host(self, measured, step: int, epoch: int) -> None:
+        self._host.append((_to_host(measured), step, epoch))
 
     def _resolve(self) -> None:
         """The records of the measurements on the host, computed for all of them at once
         (NumPy's per-call cost, not its arithmetic, is most of a single record's)."""
         if not self._host:
             return
-        flats = np.stack([flat for flat, _, _ in self._host]).astype(np.float64)
+        flats = np.stack([flat for flat, _, _ in self._host])
         count = len(self._watched)
-        changes, befores, norms, samples = np.split(flats, [count, 2 * count, 3 * count], axis=1)
+        # The samples stay float32 (NumPy sorts them twice as fast): only order statistics are kept.
+        changes, befores, norms = np.split(flats[:, : 3 * count].astype(np.float64), 3, axis=1)
+        samples = flats[:, 3 * count:]
         bounds = np.cumsum([0] + [self._sample_sizes[k] for k in self._sample_order])
         percentiles = {
             k: _percentiles(samples[:, start:end], self.percentiles)
@@ -320,30 +336,43 @@ class OptimizerMonitor(keras.callbacks.Callback):
                 self.records.append(record)
                 if self._csv_file is not None:
                     self._csv_writer.writerow(record)
-                self._epoch_record.update({f"{name}/{stat}": record[stat] for stat in stats})
+        for record in self.records[-len(names):]:  # the epoch's last so far
+            self._epoch_record.update({f"{record['variable']}/{stat}": record[stat] for stat in stats})
         self._host = []
 
-    def _statistics(self, previous):
+    # --- the observer (`optimizer.observing(self)`): runs inside the recorded training steps ---
+
+    def before_update(self):
+        """Copies of the watched weights before the step (float32)."""
+        return [ops.copy(_float32(v.value)) for v in self._watched]
+
+    def after_update(self, gradients: list, variables: list, before: list) -> None:
         """The change, weight and gradient norms of each watched variable, then each one's
         (sampled) effective LRs, as one flat float32 tensor (one device-to-host transfer per
-        record), and the optimizer's step count.
+        record), into `self._measured`: the recorded step's output (see `_new_train_function`).
 
         Percentiles are taken on the host with NumPy: sorting on XLA's CPU backend costs
         milliseconds per variable, more than the whole rest of a record."""
         optimizer = self._optimizer
+        by_variable = {id(v): g for g, v in zip(gradients, variables)}
+        watched_gradients = [by_variable.get(id(v)) for v in self._watched]
+        # One call for all the norms: fewer operations (each costs a launch) than three.
+        after = [_float32(v.value) for v in self._watched]
+        present = [g for g in watched_gradients if g is not None]
+        count = len(self._watched)
+        norms = l2_norms([a - b for a, b in zip(after, before)] + list(before) + present)
+        grad_norms = norms[2 * count:]
+        if len(present) < count:  # zeros for the variables without one
+            positions = [[i] for i, g in enumerate(watched_gradients) if g is not None]
+            grad_norms = ops.scatter(ops.array(positions, "int32"), grad_norms, (count,))
+        if optimizer.loss_scale_factor is not None:  # the gradients as the loss gave them
+            grad_norms = grad_norms / optimizer.loss_scale_factor
         samples = [
             _float32(optimizer.effective_learning_rate_at(
                 [self._watched[k] for k in group], [self._sample_indices[k] for k in group]))
             for group in self._elr_groups
         ]
-        after = [_float32(v.value) for v in self._watched]
-        norms = [
-            l2_norms([a - b for a, b in zip(after, previous)]),
-            l2_norms(previous),
-            ops.take(optimizer.gradient_norms.value, self._norm_indices),
-        ]
-        # Copies: on PyTorch `.value` is the variable's own tensor, which the next steps advance.
-        return ops.concatenate(norms + samples), ops.copy(optimizer.iterations.value)
+        self._measured = ops.concatenate([norms[: 2 * count], grad_norms] + samples)
 
 
 MODEL = "(model)"  # the `variable` of the whole-model records
@@ -376,7 +405,8 @@ def _percentiles(sample: np.ndarray, percentiles: Sequence[float]) -> np.ndarray
     position = np.asarray(percentiles) / 100.0 * (ordered.shape[-1] - 1)
     low = np.floor(position).astype(int)
     high = np.minimum(low + 1, ordered.shape[-1] - 1)
-    return ordered[..., low] + (position - low) * (ordered[..., high] - ordered[..., low])
+    below, above = ordered[..., low].astype(np.float64), ordered[..., high].astype(np.float64)
+    return below + (position - low) * (above - below)
 
 
 def _weighted_percentiles(values: np.ndarray, weights: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
@@ -389,79 +419,37 @@ def _weighted_percentiles(values: np.ndarray, weights: np.ndarray, percentiles: 
         order = np.argsort(row)
         cumulative = np.cumsum(weights[order])
         index = np.searchsorted(cumulative, np.asarray(percentiles) / 100.0 * cumulative[-1], side="left")
-        result[i] = row[order][np.minimum(index, len(row) - 1)]
+        result[i] = row[order[np.minimum(index, len(row) - 1)]]
     return result if np.ndim(values) > 1 else result[0]
 
 
-def _compile(monitor: OptimizerMonitor, model, optimizer):
-    """`(snapshot, measure)` for the backend.
-
-    `snapshot()` copies the watched weights (float32) before a recorded step, in one call.
-    `measure(previous)` is `monitor._statistics` compiled (`tf.function`, `jax.jit`; eager
-    on PyTorch), and returns without waiting for the result. On JAX both read the
-    trainer's state (see `_jax_values`)."""
-    backend = keras.backend.backend()
-    monitor._optimizer = optimizer
-    positions, watched = monitor._positions, monitor._watched
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        # The copies live in variables, so that neither function takes arguments: binding
-        # them costs tf.function more than the measurement itself.
-        previous = [tf.Variable(tf.zeros(v.shape, "float32"), trainable=False) for v in watched]
-
-        @tf.function
-        def snapshot():
-            for copy, v in zip(previous, watched):
-                copy.assign(tf.cast(v.value, "float32"))
-            return True  # no outputs to hand back: `statistics` reads the copies
-
-        statistics = tf.function(lambda: monitor._statistics([copy.value() for copy in previous]))
-        return snapshot, lambda previous: statistics()
-    if backend == "jax":
-        import jax
-
-        def stateless_measure(trainable, optimizer_values, previous):
-            mapping = list(zip(model.trainable_variables, trainable)) + list(zip(optimizer.variables, optimizer_values))
-            with keras.StatelessScope(state_mapping=mapping):
-                return monitor._statistics(previous)
-
-        def stateless_snapshot(trainable):
-            return [ops.copy(ops.cast(trainable[i], "float32")) for i in positions]
-
-        if model.jit_compile:
-            stateless_measure, stateless_snapshot = jax.jit(stateless_measure), jax.jit(stateless_snapshot)
-
-        def snapshot():
-            return stateless_snapshot(_jax_values(model)[0])
-
-        def measure(previous):
-            return stateless_measure(*_jax_values(model), previous)
-
-        return snapshot, measure
-    if backend == "torch":
-        import torch
-
-        def snapshot():
-            return [v.value.detach().to(torch.float32, copy=True) for v in watched]
-
-        def measure(previous):
-            with torch.no_grad():
-                return monitor._statistics(previous)
-
-        return snapshot, measure
-    raise ValueError(f"OptimizerMonitor supports the tensorflow, jax and torch backends, got {backend!r}.")
+_MEASURED = "_keras_adaptive_measured"  # the key of the measurements in a recorded step's logs
 
 
-def _jax_values(model) -> tuple[list, list]:
-    """The current values of the model's trainable variables and of the optimizer's
-    variables, on JAX.
+def _new_train_function(model, monitor: OptimizerMonitor):
+    """A training function of the model's own, apart from `model.train_function`, whose
+    training step adds the monitor's measurements to its logs: that is how they leave a
+    compiled step (a tensor of the trace cannot).
 
-    In the middle of an epoch the trainer holds them (`_jax_state`) and the model's variables
-    are stale; reading them there avoids `Callback.model`'s sync, which assigns every variable
-    and makes the next step fetch its state anew (most of a record's cost). When the model is
-    in sync (between epochs, around `train_on_batch`) they are the variables' values."""
-    state = getattr(model, "_jax_state", None)
-    if state and not getattr(model, "_jax_state_synced", True):
-        return list(state["trainable_variables"]), list(state["optimizer_variables"])
-    return [v.value for v in model.trainable_variables], [v.value for v in model.optimizer.variables]
+    Made from a new function around `train_step`, which `make_train_function` compiles. A
+    new function also keeps `jax.jit`, which caches traces by the function it compiles, from
+    handing it the trace of the usual one (traced without observing). Keras' PyTorch trainer
+    calls `model.train_step` at each step instead: there the measurements are tensors already."""
+    train_step = model.train_step
+
+    def train_step_with_measurements(*args, **kwargs):
+        outputs = train_step(*args, **kwargs)
+        if isinstance(outputs, tuple):  # JAX: (logs, state)
+            return {**outputs[0], _MEASURED: monitor._measured}, *outputs[1:]
+        return {**outputs, _MEASURED: monitor._measured}
+
+    shadowed = "train_step" in vars(model)
+    object.__setattr__(model, "train_step", train_step_with_measurements)
+    try:
+        model.make_train_function(force=True)
+    finally:
+        if shadowed:
+            object.__setattr__(model, "train_step", train_step)
+        else:
+            object.__delattr__(model, "train_step")
+    return model.train_function

@@ -13,6 +13,7 @@ import math as pymath
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 EPSILON_PLACEMENTS = ("inside", "outside")
@@ -83,4 +84,15 @@ def l2_norms(tensors: list):
 
         # l2_loss is sum(t^2) / 2 in one node, and XLA has it (it has no EuclideanNorm).
         return tf.sqrt(2.0 * tf.stack([tf.nn.l2_loss(tf.cast(t, "float32")) for t in tensors]))
-    return ops.stack([ops.sqrt(ops.sum(ops.square(ops.cast(t, "float32")))) for t in tensors])
+    # XLA runs each reduction as a loop of its own, whose launch costs more than these small
+    # sums: tensors of one shape are stacked and reduced together. (Squaring a stack also
+    # keeps XLA from sharing a gradient's square with the update's fused loop.)
+    by_shape: dict = {}
+    for i, t in enumerate(tensors):
+        by_shape.setdefault(tuple(t.shape), []).append(i)
+    sums = [
+        ops.sum(ops.square(ops.stack([ops.cast(tensors[i], "float32") for i in group])), axis=tuple(range(1, len(shape) + 1)))
+        for shape, group in by_shape.items()
+    ]
+    order = np.argsort([i for group in by_shape.values() for i in group])
+    return ops.sqrt(ops.take(ops.concatenate(sums), ops.convert_to_tensor(order.astype("int32"))))

@@ -7,15 +7,15 @@ whole step through PyTorch's multi-tensor operations. Subclasses hold only their
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Any, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import keras
 import numpy as np
 from keras import backend, ops
 from keras.src.backend.common.stateless_scope import in_stateless_scope
 
-from keras_adaptive.math import l2_norms
 from keras_adaptive.validation import check_learning_rate, check_non_negative
 
 
@@ -65,6 +65,16 @@ class _Sampled:
 def _flat(x: Any, indices: Any) -> Any:
     x = ops.reshape(x, (-1,))
     return x if indices is None else ops.take(x, indices)
+
+
+class StepObserver(Protocol):
+    """What `AdaptiveOptimizer.observing` takes: measurements around one training step."""
+
+    def before_update(self) -> Any:
+        """Called before the step updates anything; returns what `after_update` gets as `before`."""
+
+    def after_update(self, gradients: list, variables: list, before: Any) -> None:
+        """Called after the step has updated the weights and the optimizer's state."""
 
 
 class AdaptiveOptimizer(keras.optimizers.Optimizer):
@@ -131,8 +141,16 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
                 raise ValueError(
                     f"The learning-rate schedule {self._learning_rate!r} must return a scalar, got shape {shape}."
                 )
-        if self.gradient_norms is not None:
-            self._record_gradient_norms(grads, trainable_variables)
+        observer = self._observer
+        if observer is None:
+            return self._apply(grads, trainable_variables)
+        variables = self._trainable_variables if trainable_variables is None else trainable_variables
+        before = observer.before_update()
+        result = self._apply(grads, trainable_variables)
+        observer.after_update([None if g is None else _dense(g) for g in grads], variables, before)
+        return result
+
+    def _apply(self, grads: list, trainable_variables: Any) -> Any:
         if self._is_plain_torch_step(grads, trainable_variables):
             from keras_adaptive.backend.torch_multi_tensor import tensors_of
 
@@ -244,15 +262,10 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
 
     def state_layout(self) -> dict:
         """What the saved state holds: the optimizer, its slot names, its variable count."""
-        return {"optimizer": type(self).__name__, "slots": list(self.slot_names()), "variables": len(self._saved_variables())}
-
-    def _saved_variables(self) -> list:
-        """The optimizer's state: its variables less the monitoring-only `gradient_norms`."""
-        return [v for v in self.variables if v is not self.gradient_norms]
+        return {"optimizer": type(self).__name__, "slots": list(self.slot_names()), "variables": len(self.variables)}
 
     def save_own_variables(self, store: Any) -> None:
-        for i, variable in enumerate(self._saved_variables()):
-            store[str(i)] = variable.numpy()
+        super().save_own_variables(store)
         store[STATE_LAYOUT_KEY] = np.frombuffer(json.dumps(self.state_layout()).encode(), dtype=np.uint8)
 
     def load_own_variables(self, store: Any) -> None:
@@ -282,13 +295,12 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
                     f"slots {saved['slots']}. Build the optimizer with the arguments it was saved with, or load "
                     f"the model weights alone and start a fresh optimizer."
                 )
-        variables = self._saved_variables()
-        if len(state) != len(variables):
+        if len(state) != len(self.variables):
             raise ValueError(
                 f"Cannot restore the state of {where}: the checkpoint holds {len(state)} optimizer variables. "
                 f"It was saved by another optimizer or configuration, or for another model."
             )
-        for i, variable in enumerate(variables):
+        for i, variable in enumerate(self.variables):
             value = state[str(i)]
             if tuple(value.shape) != tuple(variable.shape):
                 raise ValueError(
@@ -299,59 +311,25 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
 
     # --- monitoring ----------------------------------------------------------------
 
-    gradient_norms = None  # the float32 variable `track_gradient_norms()` makes
-    _gradient_norm_every = 1
+    _observer = None
 
-    def track_gradient_norms(self, every: int = 1) -> bool:
-        """From now on, keep in `self.gradient_norms` the L2 norm of each variable's gradient
-        (unscaled by `loss_scale_factor` or a LossScaleOptimizer, before clipping) at every
-        step whose number `t = iterations + 1` is a multiple of `every`, in the order of the
-        variables the optimizer was built with (0 for a variable without a gradient there).
-        Between those steps the vector keeps its last value.
+    @contextlib.contextmanager
+    def observing(self, observer: "StepObserver") -> Iterator[None]:
+        """Let `observer` measure the steps run (PyTorch) or traced (TensorFlow, JAX) inside.
 
-        `OptimizerMonitor` calls it: the gradients of the training batch are computed anyway,
-        and their norms cost one reduction each on the steps that keep them. The norms are an
-        optimizer variable (so that they leave a compiled JAX step) but not part of its saved
-        state. Call it after `build`. Returns True if this changed what the step does: a
-        training function traced before (TensorFlow, JAX) must then be traced again."""
-        if not self.built:
-            raise ValueError("Call `track_gradient_norms()` after the optimizer is built (it needs the variables).")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"Argument `every` must be an integer >= 1, got {every!r}.")
-        changed = self.gradient_norms is None or every != self._gradient_norm_every
-        if self.gradient_norms is None:
-            self.gradient_norms = self.add_variable(
-                shape=(len(self._trainable_variables),), initializer="zeros", dtype="float32", name="gradient_norms"
-            )
-        self._gradient_norm_every = every
-        return changed
-
-    def _record_gradient_norms(self, grads: list, trainable_variables: Any) -> None:
-        every = self._gradient_norm_every
-        if every > 1 and keras.backend.backend() == "torch":
-            # Eager: decide in Python, and skip the step's work on the steps not kept.
-            if (int(self.iterations.value.item()) + 1) % every:
-                return
-            every = 1
-        variables = self._trainable_variables if trainable_variables is None else trainable_variables
-        index = {self._get_variable_index(v): g for g, v in zip(grads, variables) if g is not None}
-        if not index:
-            return
-
-        def norms():
-            values = l2_norms([_dense(index[i]) for i in sorted(index)])
-            if len(index) < len(self._trainable_variables):  # a subset: zeros elsewhere
-                positions = ops.expand_dims(ops.array(sorted(index), "int32"), 1)
-                values = ops.scatter(positions, values, (len(self._trainable_variables),))
-            if self.loss_scale_factor is not None:  # Keras' `apply` unscales after this point
-                values = values / self.loss_scale_factor
-            return values
-
-        if every == 1:
-            self.gradient_norms.assign(norms())
-            return
-        kept = ops.equal((self.iterations + 1) % every, 0)
-        self.gradient_norms.assign(ops.cond(kept, norms, lambda: ops.convert_to_tensor(self.gradient_norms)))
+        Such a step calls `observer.before_update()` before it updates the weights, and
+        `observer.after_update(gradients, variables, before)` after: `gradients` are the
+        step's, as `apply` received them (dense; scaled by `loss_scale_factor` if set; None
+        where a variable got none), `variables` the variables they belong to, `before` what
+        `before_update` returned. What the observer measures is its own business (in a traced
+        step, tensors of that trace). Steps outside do nothing more than without an observer,
+        so a training function for the observed steps can be made apart from the usual one:
+        `OptimizerMonitor` does so."""
+        self._observer = observer
+        try:
+            yield
+        finally:
+            self._observer = None
 
     def effective_learning_rate(self, variable: Any):
         """The per-weight step size this optimizer would apply next, as a tensor shaped like `variable`.
