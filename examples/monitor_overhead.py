@@ -2,8 +2,8 @@
 
 The 784-256-256-10 MLP, batch 128, Adam, `model.fit` on the current backend. One model
 trains throughout; three configurations of callbacks take turns on it, one epoch (one `fit`)
-each, `--rounds` x `--epochs` times. A first one-epoch `fit` of each (tracing, compiling, the
-monitor's own training function) is reported apart. The overhead of a configuration is the
+each, in an order that rotates, `--rounds` x `--epochs` times. A first one-epoch `fit` of
+each (tracing, compiling, the monitor's own training function) is reported apart. The overhead of a configuration is the
 median, over the rounds, of its epoch's time divided by the unmonitored epoch's of the same
 round (quartiles beside it). Taking turns on one model keeps two things out of the
 comparison: a drifting machine (this one's speed moves by 10-20% over minutes) and the
@@ -71,8 +71,11 @@ def measure(args):
     for name, callbacks in setups.items():
         model.fit(x, y, batch_size=128, epochs=1, verbose=0, callbacks=callbacks)
         first[name] = timer.times.pop()[0]
-    for _ in range(args.rounds * args.epochs):
-        for name, callbacks in setups.items():
+    names = list(setups)
+    for i in range(args.rounds * args.epochs):
+        # The order rotates from round to round, so that no configuration always follows another.
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            callbacks = setups[name]
             model.fit(x, y, batch_size=128, epochs=1, verbose=0, callbacks=callbacks)
             wall, cpu = timer.times.pop()
             per_step[name].append(wall / steps * 1e3)

@@ -325,11 +325,12 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         step, tensors of that trace). Steps outside do nothing more than without an observer,
         so a training function for the observed steps can be made apart from the usual one:
         `OptimizerMonitor` does so."""
-        self._observer = observer
+        # `object.__setattr__`: Keras' own tracks what is set (tens of microseconds per call).
+        object.__setattr__(self, "_observer", observer)
         try:
             yield
         finally:
-            self._observer = None
+            object.__setattr__(self, "_observer", None)
 
     def effective_learning_rate(self, variable: Any):
         """The per-weight step size this optimizer would apply next, as a tensor shaped like `variable`.
