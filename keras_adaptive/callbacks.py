@@ -331,15 +331,17 @@ class OptimizerMonitor(keras.callbacks.Callback):
                 _norm(changes) / (_norm(befores) + _TINY),
                 _norm(norms),
             ]))
-        stats = self.stat_names
-        for i, (_, step, epoch) in enumerate(host):
-            for name, row in zip(names, rows):
-                record = {"step": step, "epoch": epoch, "variable": name}
-                record.update(zip(stats, row[i].tolist()))
-                self.records.append(record)
-                if self._csv_file is not None:
-                    self._csv_writer.writerow(record)
-        for record in self.records[-len(names):]:  # the epoch's last so far
+        columns, stats = self.columns, self.stat_names
+        rows = [row.tolist() for row in rows]  # one conversion per variable, not per record
+        records = [
+            dict(zip(columns, (step, epoch, name, *row[i])))
+            for i, (_, step, epoch) in enumerate(host)
+            for name, row in zip(names, rows)
+        ]
+        self.records.extend(records)
+        if self._csv_file is not None:
+            self._csv_writer.writerows(records)
+        for record in records[-len(names):]:  # the epoch's last so far
             self._epoch_record.update({f"{record['variable']}/{stat}": record[stat] for stat in stats})
 
     # --- the observer (`optimizer.observing(self)`): runs inside the recorded training steps ---
