@@ -3,9 +3,10 @@
 The 784-256-256-10 MLP, batch 128, Adam, `model.fit` on the current backend. One model
 trains throughout; three configurations of callbacks take turns on it, one epoch (one `fit`)
 each, in an order that rotates, `--rounds` x `--epochs` times. A first one-epoch `fit` of
-each (tracing, compiling, the monitor's own training function) is reported apart. The overhead of a configuration is the
-median, over the rounds, of its epoch's time divided by the unmonitored epoch's of the same
-round (quartiles beside it). Taking turns on one model keeps two things out of the
+each (tracing, compiling, the monitor's own training function) is reported apart. The
+overhead of a configuration is the median, over the rounds, of its epoch's time divided by
+the unmonitored epoch's of the same round, with a 95% bootstrap interval of that median and
+the ratios' quartiles beside it. Taking turns on one model keeps two things out of the
 comparison: a drifting machine (this one's speed moves by 10-20% over minutes) and the
 difference between model instances (separate but identical models ran 3-5% apart on
 TensorFlow).
@@ -92,10 +93,19 @@ def measure(args):
             name: [float(100 * (np.percentile(np.array(v) / base, q) - 1)) for q in (25, 50, 75)]
             for name, v in per_step.items()
         },
+        "overhead_median_ci95": {name: median_interval(np.array(v) / base) for name, v in per_step.items()},
         "cpu_ms_per_step": {name: float(np.median(v)) for name, v in cpu_per_step.items()},
         "torch_threads": _torch_threads(),
         "first_epoch_s": first,
     }
+
+
+def median_interval(ratios: np.ndarray, draws: int = 2000) -> list[float]:
+    """A 95% bootstrap interval of the median overhead (%), from the per-round ratios: how far
+    the median of this many rounds can be trusted on a machine this noisy."""
+    rng = np.random.default_rng(0)
+    medians = np.median(rng.choice(ratios, (draws, len(ratios))), axis=1)
+    return [float(100 * (np.percentile(medians, q) - 1)) for q in (2.5, 97.5)]
 
 
 def report(result) -> None:
@@ -105,9 +115,10 @@ def report(result) -> None:
     for name, ms in result["ms_per_step"].items():
         cpu = result["cpu_ms_per_step"][name]
         low, median, high = result["overhead_quartiles"][name]
+        ci_low, ci_high = result["overhead_median_ci95"][name]
         overhead = "" if name == "none" else (
-            f"  overhead {median:+.1f}% wall (quartiles {low:+.1f}%, {high:+.1f}%), "
-            f"{100 * (cpu / cpu_base - 1):+.1f}% CPU")
+            f"  overhead {median:+.1f}% wall (95% interval {ci_low:+.1f}%, {ci_high:+.1f}%; quartiles "
+            f"{low:+.1f}%, {high:+.1f}%), {100 * (cpu / cpu_base - 1):+.1f}% CPU")
         print(f"  {name:18s} {ms:7.3f} ms/step wall, {cpu:7.3f} ms/step CPU (medians){overhead}   "
               f"first epoch {result['first_epoch_s'][name]:.2f} s")
 
