@@ -90,12 +90,13 @@ class OptimizerMonitor(keras.callbacks.Callback):
     Cost: a recorded step does its usual work plus the copy of the weights, three norms per
     variable and the effective learning rates of the samples, in the same compiled step (a
     second `tf.function` or `jax.jit` of the training step, traced and compiled at the first
-    record); the results wait on their device until the end of the epoch. The other steps cost what they cost without the
-    monitor, plus a Python call. On the 2-core CPU this is developed on, for the MNIST MLP
-    (784-256-256-10, batch 128; steps of 0.8 ms on JAX, 1.8 ms on TensorFlow, 2.4 ms on
-    PyTorch), `every=10` added 3.3-5.5% to training on JAX, 3.6-6.1% on TensorFlow and
-    2.3-4.2% on PyTorch in four runs of `python examples/monitor_overhead.py --backends
-    tensorflow,jax,torch --mnist mnist.npz --train-size 30000 --rounds 10` (see README).
+    record); the results wait on their device until the end of the epoch. The other steps
+    cost what they cost without the monitor, plus a Python call. On the 2-core CPU this is developed on, for the MNIST MLP
+    (784-256-256-10, batch 128; steps of 0.8 ms on JAX, 1.8-2.1 ms on TensorFlow, 2.3-2.8 ms
+    on PyTorch), `every=10` added 2.5-4.8% to training on JAX, 2.7-5.6% on TensorFlow and
+    2.2-3.8% on PyTorch in four runs of `python examples/monitor_overhead.py --backends
+    tensorflow,jax,torch --mnist mnist.npz --train-size 30000 --rounds 40 --epochs 1` (see
+    README: medians of per-epoch ratios that scatter by about 5 points).
     Measure yours with that script, and raise `every` for small, fast models.
     """
 
