@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_adaptive.math import bias_correction, cast, ema, sqrt, square
+from keras_adaptive.math import cast, debias, ema, sqrt, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_non_negative, check_unit_interval
 
@@ -86,7 +86,7 @@ class AdaDelta(AdaptiveOptimizer):
         if self.momentum > 0:
             (m,) = self.slots(variable, "first_moment")
             self.assign(m, ema(m, g, self.momentum))  # (2)
-            h = m / ops.cast(bias_correction(self.momentum, self.step_count()), dtype)
+            h = debias(m, self.momentum, self.step_count(), dtype)
         # One root of the ratio: the same number to rounding, and XLA computes it once.
         delta = -sqrt((s + self.epsilon) / (r + self.epsilon)) * h  # (3)
         self.assign(s, ema(s, square(delta), self.rho))  # (4)

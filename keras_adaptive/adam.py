@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_adaptive.math import EPSILON_PLACEMENTS, bias_correction, cast, ema, maximum, rms_denominator, square
+from keras_adaptive.math import EPSILON_PLACEMENTS, bias_correction, cast, debias, ema, maximum, rms_denominator, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_bool, check_choice, check_non_negative, check_unit_interval
 
@@ -106,8 +106,7 @@ class Adam(AdaptiveOptimizer):
         m_hat, v_hat = m, v
         if self.bias_correction:
             t = self.step_count()
-            m_hat = m / ops.cast(bias_correction(self.beta_1, t), dtype)  # (4)
-            v_hat = v / ops.cast(bias_correction(self.beta_2, t), dtype)  # (4)
+            m_hat, v_hat = debias(m, self.beta_1, t, dtype), debias(v, self.beta_2, t, dtype)  # (4)
         self.assign_sub(variable, alpha * m_hat / rms_denominator(v_hat, self.epsilon, self.epsilon_placement))  # (5)
 
     def effective_learning_rate(self, variable):
@@ -117,7 +116,7 @@ class Adam(AdaptiveOptimizer):
         if self.bias_correction:
             t = self.step_count()
             alpha = alpha / ops.cast(bias_correction(self.beta_1, t), dtype)
-            v = v / ops.cast(bias_correction(self.beta_2, t), dtype)
+            v = debias(v, self.beta_2, t, dtype)
         return alpha / rms_denominator(v, self.epsilon, self.epsilon_placement)
 
     def get_config(self) -> dict:

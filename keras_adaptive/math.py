@@ -55,6 +55,16 @@ def bias_correction(beta: float, step):
     return -ops.expm1(step * pymath.log(beta))
 
 
+def debias(average, beta: float, step, dtype: str):
+    """`average / (1 - beta^t)`: an EMA started at zero, bias-corrected.
+
+    Multiplied by the correction's reciprocal, a scalar: one division per step rather than
+    one per weight. TensorFlow's XLA keeps a division by a broadcast scalar element-wise (JAX's
+    turns it into this product itself): Adam's two corrections as divisions made its 16M-weight
+    TensorFlow step 6-9% slower than Keras' own Adam, which folds them into the learning rate."""
+    return average * ops.cast(1.0 / bias_correction(beta, step), dtype)
+
+
 def rms_denominator(second_moment, epsilon: float, placement: str):
     """`sqrt(v + eps)` ("inside", Keras' RMSprop and AdaGrad) or `sqrt(v) + eps` ("outside", PyTorch, Adam's paper)."""
     if placement == "inside":

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_adaptive.math import bias_correction, cast, ema, nadam_momentum, rms_denominator, square
+from keras_adaptive.math import cast, debias, ema, nadam_momentum, rms_denominator, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_non_negative, check_unit_interval
 
@@ -96,14 +96,14 @@ class Nadam(AdaptiveOptimizer):
         m, v = self.slots(variable, "first_moment", "second_moment")
         self.assign(m, ema(m, g, self.beta_1))  # (1)
         self.assign(v, ema(v, square(g), self.beta_2))  # (2)
-        v_hat = v / ops.cast(bias_correction(self.beta_2, t), dtype)  # (3)
+        v_hat = debias(v, self.beta_2, t, dtype)  # (3)
         nesterov_moment = gradient_weight * g + moment_weight * m
         self.assign_sub(variable, alpha * nesterov_moment / rms_denominator(v_hat, self.epsilon, "outside"))  # (4)
 
     def effective_learning_rate(self, variable):
         dtype = self.compute_dtype(variable)
         (v,) = self.slots(variable, "second_moment")
-        v_hat = v / ops.cast(bias_correction(self.beta_2, self.step_count()), dtype)
+        v_hat = debias(v, self.beta_2, self.step_count(), dtype)
         return ops.cast(self.learning_rate, dtype) / rms_denominator(v_hat, self.epsilon, "outside")
 
     def get_config(self) -> dict:
