@@ -23,7 +23,7 @@ from keras import ops
 from keras_adaptive.math import l2_norms
 
 _TINY = 1e-30  # keeps a ratio finite for an all-zero weight (a fresh bias)
-_BATCH = 256  # measurements kept on their device at most, within an epoch, before records are made
+_MAX_PENDING = 256  # measurements kept on their device at most, within an epoch, before records are made
 
 
 class OptimizerMonitor(keras.callbacks.Callback):
@@ -52,16 +52,16 @@ class OptimizerMonitor(keras.callbacks.Callback):
     lets the monitor observe the step (`optimizer.observing(monitor)`), and whose logs carry
     the measurements out. The other steps run Keras' training function untouched.
 
-    Results go to `self.records` (one dict per recorded step and variable, with `step`
-    = `optimizer.iterations` after the step, `epoch`, `variable` = the variable's path),
+    Results go to `self.records` (one dict per recorded step and variable, with `step` =
+    `optimizer.iterations` after the step, `epoch`, `variable` = the variable's path),
     optionally to a CSV file with the same columns (one row per step and variable, written
-    at the end of each epoch), and, with `log_to_history=True`, the last record of each epoch into
-    the epoch logs as `"<variable path>/<stat>"` (so into `History.history`, and into the
-    progress bar; use `verbose=0` or `2` with many variables). The measurements stay on their
-    device until the end of the epoch (or until 256 have piled up, those that are done), and
-    are then read back and turned into records together: while the steps run, a record
-    costs the training loop only the recorded step itself. `flush()` does the same at once;
-    it runs at the end of each epoch and of training.
+    at the end of each epoch), and, with `log_to_history=True`, the last record of each
+    epoch into the epoch logs as `"<variable path>/<stat>"` (so into `History.history`, and
+    into the progress bar; use `verbose=0` or `2` with many variables). The measurements
+    stay on their device until the end of the epoch (or until 256 have piled up, those that
+    are done), and are then read back and turned into records together: while the steps run,
+    a record costs the training loop only the recorded step itself. `flush()` does the same
+    at once; it runs at the end of each epoch and of training.
 
     Args:
         every: record the training steps whose number (`optimizer.iterations` after the
@@ -91,12 +91,13 @@ class OptimizerMonitor(keras.callbacks.Callback):
     variable and the effective learning rates of the samples, in the same compiled step (a
     second `tf.function` or `jax.jit` of the training step, traced and compiled at the first
     record); the results wait on their device until the end of the epoch. The other steps
-    cost what they cost without the monitor, plus a Python call. On the 2-core CPU this is developed on, for the MNIST MLP
-    (784-256-256-10, batch 128; steps of 0.8 ms on JAX, 1.8-2.1 ms on TensorFlow, 2.3-2.8 ms
-    on PyTorch), `every=10` added 2.5-4.8% to training on JAX, 2.7-5.6% on TensorFlow and
-    2.2-3.8% on PyTorch in four runs of `python examples/monitor_overhead.py --backends
-    tensorflow,jax,torch --mnist mnist.npz --train-size 30000 --rounds 40 --epochs 1` (see
-    README: medians of per-epoch ratios that scatter by about 5 points).
+    cost what they cost without the monitor, plus a Python call. On the 2-core CPU this is
+    developed on, for the MNIST MLP (784-256-256-10, batch 128; steps of 0.8 ms on JAX,
+    1.8-2.1 ms on TensorFlow, 2.3-2.8 ms on PyTorch), `every=10` added 2.5-4.8% to training
+    on JAX, 2.7-5.6% on TensorFlow and 2.2-3.8% on PyTorch in four runs of `python
+    examples/monitor_overhead.py --backends tensorflow,jax,torch --mnist mnist.npz
+    --train-size 30000 --rounds 40 --epochs 1` (see README: medians of per-epoch ratios that
+    scatter by about 5 points).
     Measure yours with that script, and raise `every` for small, fast models.
     """
 
@@ -289,9 +290,9 @@ class OptimizerMonitor(keras.callbacks.Callback):
 
     def _add(self, measured) -> None:
         """Keep a recorded step's measurements (on their device) until the end of the epoch, or
-        until `_BATCH` have piled up."""
+        until `_MAX_PENDING` have piled up."""
         self._pending.append((measured, self._step, self._epoch))
-        if len(self._pending) >= _BATCH:
+        if len(self._pending) >= _MAX_PENDING:
             self._collect()
 
     def _collect(self, everything: bool = False) -> None:
