@@ -82,6 +82,7 @@ def measure(args):
             per_step[name].append(wall / steps * 1e3)
             cpu_per_step[name].append(cpu / steps * 1e3)
     base = np.array(per_step["none"])
+    ratios = {name: np.array(v) / base for name, v in per_step.items()}
     return {
         "backend": _common.backend_name(),
         "source": source,
@@ -90,10 +91,9 @@ def measure(args):
         "ms_per_step": {name: float(np.median(v)) for name, v in per_step.items()},
         "ms_per_step_all": per_step,
         "overhead_quartiles": {
-            name: [float(100 * (np.percentile(np.array(v) / base, q) - 1)) for q in (25, 50, 75)]
-            for name, v in per_step.items()
+            name: [float(100 * (np.percentile(r, q) - 1)) for q in (25, 50, 75)] for name, r in ratios.items()
         },
-        "overhead_median_ci95": {name: median_interval(np.array(v) / base) for name, v in per_step.items()},
+        "overhead_median_ci95": {name: median_interval(r) for name, r in ratios.items()},
         "cpu_ms_per_step": {name: float(np.median(v)) for name, v in cpu_per_step.items()},
         "torch_threads": _torch_threads(),
         "first_epoch_s": first,
