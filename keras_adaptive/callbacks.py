@@ -311,7 +311,8 @@ class OptimizerMonitor(keras.callbacks.Callback):
 
     def _resolve(self, host: list) -> None:
         """The records of measurements on the host (`(flat, step, epoch)`), computed for all
-        of them at once (NumPy's per-call cost, not its arithmetic, is most of a record's)."""
+        of them at once: one sort per variable for all the records (sorting the samples is
+        most of the cost)."""
         if not host:
             return
         flats = np.stack([flat for flat, _, _ in host])
