@@ -1,8 +1,9 @@
 """`AdaptiveOptimizer`: the plumbing every optimizer of the family shares.
 
 It names each optimizer's per-weight state ("slots"), makes it in one call, hands it
-to `update_step`, validates Keras' base arguments, and on the torch backend sends the
-whole step through PyTorch's multi-tensor operations. Subclasses hold only their math.
+to `update_step`, validates Keras' base arguments, and sends the step to a backend fast
+path where one exists: PyTorch's multi-tensor and fused kernels on torch, a native Adam
+pass on JAX's CPU backend. Subclasses hold only their math.
 """
 
 from __future__ import annotations
@@ -101,10 +102,12 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
     helpers of `keras_adaptive.math`, reading its state with `self.slots(variable, ...)`.
 
     Args:
-        multi_tensor: on the torch backend, update all variables of one dtype and device
-            at once with `torch._foreach_*` operations (default). `False` runs the
-            portable per-variable `update_step`, as on the other backends. Ignored on
-            TensorFlow and JAX, where the compiler fuses the update.
+        multi_tensor: take the backend's fast path (default). On torch: all variables of
+            one dtype and device at once, with PyTorch's fused or `torch._foreach_*`
+            kernels. On JAX's CPU backend: Adam and AdamW's float32 weights in one native
+            pass over memory (`backend/jax_native.py`, compiled on first use). `False`
+            runs the portable per-variable `update_step` everywhere. Ignored on TensorFlow,
+            whose compiler fuses the update.
         **kwargs: Keras' base optimizer arguments (`weight_decay`, `clipnorm`,
             `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
             `ema_overwrite_frequency`, `loss_scale_factor`,
@@ -384,11 +387,24 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
 
         return not torch.compiler.is_compiling()
 
+    def _takes_jax_native_path(self) -> bool:
+        """Whether this step's float32 weights take the native kernel (`backend/jax_native.py`)."""
+        if keras.backend.backend() != "jax" or not self.multi_tensor:
+            return False
+        from keras_adaptive.backend import jax_native
+
+        return jax_native.accepts(self)
+
     def _apply_weight_decay(self, variables: list) -> None:
-        # On the torch path the decay is part of the step (inside PyTorch's fused AdamW
-        # kernel where one is dispatched), saving a pass over the weights.
-        if not self._takes_torch_path():
-            super()._apply_weight_decay(variables)
+        # On the fast paths the decay is part of the step (inside PyTorch's fused AdamW, or
+        # the JAX kernel, for the weights it takes), saving a pass over the weights.
+        if self._takes_torch_path():
+            return
+        if self._takes_jax_native_path():
+            from keras_adaptive.backend import jax_native
+
+            variables = [v for v in variables if not jax_native.takes(self, v)]
+        super()._apply_weight_decay(variables)
 
     def _backend_update_step(self, grads: list, trainable_variables: list, learning_rate: Any) -> None:
         if self._takes_torch_path():
@@ -396,7 +412,13 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
 
             torch_multi_tensor.update(self, grads, trainable_variables, learning_rate)
             return
-        super()._backend_update_step([_dense(g) for g in grads], trainable_variables, learning_rate)
+        grads = [_dense(g) for g in grads]
+        if self._takes_jax_native_path():
+            from keras_adaptive.backend import jax_native
+
+            rest = jax_native.update(self, grads, trainable_variables, learning_rate)
+            grads, trainable_variables = [g for g, _ in rest], [v for _, v in rest]
+        super()._backend_update_step(grads, trainable_variables, learning_rate)
 
     def get_config(self) -> dict:
         config = super().get_config()

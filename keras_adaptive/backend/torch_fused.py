@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from keras_adaptive.adadelta import AdaDelta
+from keras_adaptive.backend.dispatch import runs_own_update_step
 from keras_adaptive.backend.torch_multi_tensor import tensors_of
 from keras_adaptive.math import nadam_momentum
 from keras_adaptive.adagrad import AdaGrad
@@ -64,15 +65,6 @@ class Kernel:
     takes_weight_decay: bool = False  # applies `Group.weight_decay` itself, in the same pass
 
 
-def _runs_own_update_step(optimizer: Any, cls: type) -> bool:
-    """The optimizer runs `cls.update_step` as shipped: a subclass (or a patch) that changes
-    the math is not PyTorch's algorithm any more, and takes the generic path."""
-    if not isinstance(optimizer, cls):
-        return False
-    method = type(optimizer).update_step
-    return method.__module__ == cls.__module__ and method.__qualname__ == f"{cls.__name__}.update_step"
-
-
 def _steps(group: Group, t: int) -> list:
     step = torch.tensor(float(t), dtype=torch.float32)  # read, not written, by the kernels below
     return [step] * len(group.params)
@@ -83,7 +75,7 @@ def _steps(group: Group, t: int) -> list:
 
 def _adam_accepts(optimizer) -> bool:
     return (
-        _runs_own_update_step(optimizer, Adam)
+        runs_own_update_step(optimizer, Adam)
         and optimizer.bias_correction
         and optimizer.epsilon_placement == "outside"
     )
@@ -111,7 +103,7 @@ def _adam_run(optimizer, group: Group, lr: float, t: int) -> None:
 
 
 def _adagrad_accepts(optimizer) -> bool:
-    return _runs_own_update_step(optimizer, AdaGrad) and optimizer.epsilon_placement == "outside"
+    return runs_own_update_step(optimizer, AdaGrad) and optimizer.epsilon_placement == "outside"
 
 
 def _adagrad_run(optimizer, group: Group, lr: float, t: int) -> None:
@@ -129,7 +121,7 @@ def _adagrad_run(optimizer, group: Group, lr: float, t: int) -> None:
 
 
 def _sgd_accepts(optimizer) -> bool:
-    return _runs_own_update_step(optimizer, SGD)
+    return runs_own_update_step(optimizer, SGD)
 
 
 def _sgd_run(optimizer, group: Group, lr: float, t: int) -> None:
@@ -151,7 +143,7 @@ def _sgd_run(optimizer, group: Group, lr: float, t: int) -> None:
 
 def _rmsprop_accepts(optimizer) -> bool:
     # Not centered: PyTorch does not clamp the rounded variance r - a^2 at 0 (NaN from finite input).
-    return (_runs_own_update_step(optimizer, RMSProp) and optimizer.epsilon_placement == "outside"
+    return (runs_own_update_step(optimizer, RMSProp) and optimizer.epsilon_placement == "outside"
             and not optimizer.centered)
 
 
@@ -180,7 +172,7 @@ def _rmsprop_run(optimizer, group: Group, lr: float, t: int) -> None:
 
 
 def _adadelta_accepts(optimizer) -> bool:
-    return _runs_own_update_step(optimizer, AdaDelta) and optimizer.momentum == 0
+    return runs_own_update_step(optimizer, AdaDelta) and optimizer.momentum == 0
 
 
 def _adadelta_run(optimizer, group: Group, lr: float, t: int) -> None:
@@ -204,7 +196,7 @@ def _adadelta_run(optimizer, group: Group, lr: float, t: int) -> None:
 
 
 def _nadam_accepts(optimizer) -> bool:
-    return _runs_own_update_step(optimizer, Nadam)
+    return runs_own_update_step(optimizer, Nadam)
 
 
 def _nadam_run(optimizer, group: Group, lr: float, t: int) -> None:
