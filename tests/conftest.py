@@ -10,6 +10,9 @@ def pytest_configure(config):
         "backends(*names): the test belongs to these backends' pytest processes only; in the others it is "
         "deselected at collection (not skipped), so a skip in the summary always means something",
     )
+    config.addinivalue_line(
+        "markers", "default_min_size: tests/test_jax_native.py leaves the kernel's MIN_SIZE at its default",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,7 +1,8 @@
 """PyTorch's multi-tensor path gives the numbers of the portable per-variable path, on every case.
 
-The multi-tensor path exists only on the torch backend (on TensorFlow and JAX the compiler
-fuses the per-variable update), so these tests run in the torch process of the suite.
+These are the torch backend's fast paths, so these tests run in the torch process of the
+suite; JAX's native Adam kernel has its own in `tests/test_jax_native.py`, and on TensorFlow
+the compiler fuses the per-variable update.
 """
 
 import keras

@@ -34,6 +34,16 @@ RTOL, ATOL = 2e-6, 1e-6
 LARGE_SHAPES = [(300, 257), (5,), (70001,), (3, 4)]
 
 
+@pytest.fixture(autouse=True)
+def kernel_for_every_size(request, monkeypatch):
+    """The registry's problems have small weights, which the kernel leaves to XLA (`MIN_SIZE`):
+    here it takes every float32 weight, except in the tests marked `default_min_size`."""
+    from keras_adaptive.backend import jax_native
+
+    if "default_min_size" not in request.keywords:
+        monkeypatch.setattr(jax_native, "MIN_SIZE", 1)
+
+
 def _assert_same(fast, portable):
     (fast_w, fast_s), (port_w, port_s) = fast, portable
     for i in range(len(port_w)):
@@ -84,11 +94,17 @@ def test_native_equals_portable_with_schedule_clipping_accumulation_and_decay(ca
                  run_keras(case.make(multi_tensor=False, **_extras(case)), problem))
 
 
+@pytest.mark.default_min_size
 @pytest.mark.parametrize("case_id", ["adam", "adamw-amsgrad", "adam-inside"])
-def test_native_equals_portable_on_weights_split_across_threads(case_id):
+def test_large_weights_split_across_threads_small_ones_on_xla(case_id, monkeypatch):
+    """At the default `MIN_SIZE` the two large weights take the kernel (in chunks, on XLA's
+    threads), the two small ones `update_step`, in the same step; all as on the portable path."""
     case = BY_ID[case_id]
     problem = make_problem(steps=6, shapes=LARGE_SHAPES)
-    _assert_same(run_keras(case.make(), problem), run_keras(case.make(multi_tensor=False), problem))
+    calls = _record_portable_updates(monkeypatch)
+    fast = run_keras(case.make(weight_decay=0.02), problem)
+    assert len(calls) == 2 * 6
+    _assert_same(fast, run_keras(case.make(multi_tensor=False, weight_decay=0.02), problem))
 
 
 def test_the_step_is_one_kernel_call_for_float32_weights(monkeypatch):

@@ -37,20 +37,18 @@ struct Scalars {
   float lr, b1, a1, b2, a2, c1, c2, eps;
 };
 
-template <bool kAmsgrad, bool kInside>
+template <bool kAmsgrad, bool kInside, bool kDecay>
 void Update(const Tensor& t, const Scalars& s, int64_t lo, int64_t hi) {
   float* __restrict w = t.w;
   float* __restrict m = t.m;
   float* __restrict v = t.v;
   float* __restrict v_max = t.v_max;
   const float* __restrict g = t.g;
-  if (t.decay != 0.0f) {
-    const float decay = t.decay;
-#pragma omp simd
-    for (int64_t i = lo; i < hi; ++i) w[i] = w[i] - w[i] * decay * s.lr;  // (0) Keras' decoupled decay
-  }
+  const float decay = t.decay;
 #pragma omp simd
   for (int64_t i = lo; i < hi; ++i) {
+    float wi = w[i];
+    if constexpr (kDecay) wi = wi - wi * decay * s.lr;  // (0) Keras' decoupled weight decay
     const float gi = g[i];
     const float mi = s.b1 * m[i] + s.a1 * gi;         // (1)
     float vi = s.b2 * v[i] + s.a2 * (gi * gi);        // (2)
@@ -63,7 +61,7 @@ void Update(const Tensor& t, const Scalars& s, int64_t lo, int64_t hi) {
     }
     const float m_hat = mi * s.c1, v_hat = vi * s.c2;  // (4)
     const float denominator = kInside ? std::sqrt(v_hat + s.eps) : std::sqrt(v_hat) + s.eps;
-    w[i] = w[i] - s.lr * m_hat / denominator;         // (5)
+    w[i] = wi - s.lr * m_hat / denominator;         // (5)
   }
 }
 
@@ -81,10 +79,15 @@ struct Job {
       const auto [k, lo] = chunks[c];
       const int64_t hi = std::min(lo + kChunk, sizes[k]);
       const Tensor& t = tensors[k];
+      // One instantiation per configuration keeps the loop free of branches (and a weight
+      // without decay untouched by it, as on the portable path, even if it is inf).
+      const bool d = t.decay != 0.0f;
       if (amsgrad) {
-        inside ? Update<true, true>(t, s, lo, hi) : Update<true, false>(t, s, lo, hi);
+        if (d) inside ? Update<true, true, true>(t, s, lo, hi) : Update<true, false, true>(t, s, lo, hi);
+        else inside ? Update<true, true, false>(t, s, lo, hi) : Update<true, false, false>(t, s, lo, hi);
       } else {
-        inside ? Update<false, true>(t, s, lo, hi) : Update<false, false>(t, s, lo, hi);
+        if (d) inside ? Update<false, true, true>(t, s, lo, hi) : Update<false, false, true>(t, s, lo, hi);
+        else inside ? Update<false, true, false>(t, s, lo, hi) : Update<false, false, false>(t, s, lo, hi);
       }
       done.fetch_add(1, std::memory_order_release);
     }
