@@ -88,6 +88,22 @@ def test_native_equals_portable(case):
 
 
 @pytest.mark.parametrize("case", NATIVE_CASES, ids=[c.id for c in NATIVE_CASES])
+def test_native_matches_numpy_reference(case):
+    """The kernel against the case's NumPy float64 reference, as `tests/test_reference.py` holds the
+    portable path (same tolerance)."""
+    from tests.problem import run_reference
+    from tests.test_reference import ATOL as REF_ATOL, RTOL as REF_RTOL
+
+    problem = make_problem(steps=25)
+    want_w, want_s = run_reference(case, problem)
+    got_w, got_s = run_keras(case.make(), problem)
+    for i, (got, want) in enumerate(zip(got_w, want_w)):
+        np.testing.assert_allclose(got, want, rtol=REF_RTOL, atol=REF_ATOL, err_msg=f"weight {i}")
+        for name in want_s[i]:
+            np.testing.assert_allclose(got_s[i][name], want_s[i][name], rtol=REF_RTOL, atol=REF_ATOL, err_msg=name)
+
+
+@pytest.mark.parametrize("case", NATIVE_CASES, ids=[c.id for c in NATIVE_CASES])
 def test_native_equals_portable_with_schedule_clipping_accumulation_and_decay(case):
     problem = make_problem(steps=12)
     _assert_same(run_keras(case.make(**_extras(case)), problem),
