@@ -209,9 +209,33 @@ def test_not_taken_under_a_distribution():
     assert optimizer._takes_jax_native_path()
 
 
+def _run_in_fresh_process(script: str, **env_vars: str) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": root, **env_vars}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_first_use_builds_the_kernel_into_an_empty_cache(tmp_path):
+    """What a user's first Adam step on JAX does: compile the kernel with the machine's compiler,
+    cache it, and take it, without a warning."""
+    _run_in_fresh_process("""
+        import warnings
+        warnings.simplefilter("error", RuntimeWarning)
+        import keras_adaptive
+        from keras_adaptive.backend import jax_native
+        assert not jax_native.library_path().exists()
+        assert keras_adaptive.Adam()._takes_jax_native_path()
+        assert jax_native.library_path().exists()
+        print("ok")
+    """, KERAS_ADAPTIVE_CACHE=str(tmp_path))
+    assert len(list(tmp_path.glob("jax_adam-*.so"))) == 1
+
+
 def test_without_a_compiler_it_warns_once_and_runs_the_portable_path(tmp_path):
     """A machine with no C++ compiler: a RuntimeWarning naming the cause, then the same numbers."""
-    script = textwrap.dedent("""
+    script = """
         import warnings
         import keras, numpy as np
         import keras_adaptive
@@ -228,10 +252,6 @@ def test_without_a_compiler_it_warns_once_and_runs_the_portable_path(tmp_path):
         for a, b in zip(fast[0], portable[0]):
             np.testing.assert_array_equal(a, b)
         print("ok")
-    """)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "KERAS_BACKEND": "jax", "CXX": "no-such-compiler", "KERAS_ADAPTIVE_CACHE": str(tmp_path),
-           "PYTHONPATH": root}
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+    """
+    _run_in_fresh_process(script, CXX="no-such-compiler", KERAS_ADAPTIVE_CACHE=str(tmp_path))
     assert list(tmp_path.glob("*.so")) == []
