@@ -62,3 +62,13 @@ def to_numpy(x) -> np.ndarray:
     import keras
 
     return np.asarray(keras.ops.convert_to_numpy(x), dtype="float64")
+
+
+def assert_same_run(fast, portable, rtol: float, atol: float) -> None:
+    """Two `run_keras` results (weights, slots by name) agree: every weight and every slot."""
+    (fast_w, fast_s), (port_w, port_s) = fast, portable
+    for i in range(len(port_w)):
+        np.testing.assert_allclose(fast_w[i], port_w[i], rtol=rtol, atol=atol, err_msg=f"weight {i}")
+        assert fast_s[i].keys() == port_s[i].keys()
+        for name in port_s[i]:
+            np.testing.assert_allclose(fast_s[i][name], port_s[i][name], rtol=rtol, atol=atol, err_msg=name)

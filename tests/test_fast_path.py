@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.cases import CASE_IDS, CASES
-from tests.problem import make_problem, run_keras
+from tests.problem import assert_same_run, make_problem, run_keras
 
 # The multi-tensor path is the torch backend's; other backends run the portable path.
 pytestmark = pytest.mark.backends("torch")
@@ -21,12 +21,7 @@ RTOL, ATOL = 2e-6, 1e-6
 
 
 def _assert_same(fast, portable):
-    (fast_w, fast_s), (port_w, port_s) = fast, portable
-    for i in range(len(port_w)):
-        np.testing.assert_allclose(fast_w[i], port_w[i], rtol=RTOL, atol=ATOL, err_msg=f"weight {i}")
-        assert fast_s[i].keys() == port_s[i].keys()
-        for name in port_s[i]:
-            np.testing.assert_allclose(fast_s[i][name], port_s[i][name], rtol=RTOL, atol=ATOL, err_msg=name)
+    assert_same_run(fast, portable, RTOL, ATOL)
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)

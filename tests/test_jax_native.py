@@ -19,7 +19,7 @@ import pytest
 
 import keras_adaptive
 from tests.cases import BY_ID, CASES
-from tests.problem import make_problem, run_keras, to_numpy
+from tests.problem import assert_same_run, make_problem, run_keras, to_numpy
 
 pytestmark = pytest.mark.backends("jax")
 
@@ -45,12 +45,7 @@ def kernel_for_every_size(request, monkeypatch):
 
 
 def _assert_same(fast, portable):
-    (fast_w, fast_s), (port_w, port_s) = fast, portable
-    for i in range(len(port_w)):
-        np.testing.assert_allclose(fast_w[i], port_w[i], rtol=RTOL, atol=ATOL, err_msg=f"weight {i}")
-        assert fast_s[i].keys() == port_s[i].keys()
-        for name in port_s[i]:
-            np.testing.assert_allclose(fast_s[i][name], port_s[i][name], rtol=RTOL, atol=ATOL, err_msg=name)
+    assert_same_run(fast, portable, RTOL, ATOL)
 
 
 def _extras(case):
