@@ -8,18 +8,19 @@ large weights. `jax_adam.cc` does the step in one loop over chunks of every weig
 place, on XLA's own intra-op threads, through `jax.ffi`.
 
 It is C++, so it is compiled on first use with the machine's C++ compiler (`$CXX`, else
-`c++`/`g++`/`clang++`; `-O3 -march=native`, IEEE float arithmetic: no fast-math, no FMA contraction) and the
-XLA FFI headers that ship with jaxlib, and cached under `$KERAS_ADAPTIVE_CACHE` (default
-`~/.cache/keras_adaptive`), keyed by the source, jaxlib's version, the compiler, its flags
-and the CPU's features. Without a compiler, or if the build fails, it warns once and the
+`c++`/`g++`/`clang++`; `-O3 -march=native`, IEEE float arithmetic: no fast-math, no FMA
+contraction) and the XLA FFI headers that ship with jaxlib, and cached under
+`$KERAS_ADAPTIVE_CACHE` (default `~/.cache/keras_adaptive`), keyed by the source, jaxlib's
+version, the compiler, its flags and the CPU's features. Without a compiler, or if the build fails, it warns once and the
 portable path runs: the same numbers, slower.
 
 Taken by `Adam` and `AdamW` as shipped (any configuration: AMSGrad, bias correction on or
 off, epsilon inside or outside, decoupled weight decay, which is folded into the same pass)
 for float32 weights of `MIN_SIZE` elements or more, when the optimizer's `multi_tensor` is
 on, JAX runs on the CPU and no `keras.distribution` is set (an FFI call has no sharding
-rule). Other weights and optimizers run `update_step` as usual, in the same step. `tests/test_fast_path.py` checks it against the
-portable path on every Adam case of the registry.
+rule). Other weights and optimizers run `update_step` as usual, in the same step.
+`tests/test_jax_native.py` checks it against the portable path and the float64 references on
+every Adam case of the registry.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import warnings
