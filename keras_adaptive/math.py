@@ -55,6 +55,11 @@ def bias_correction(beta: float, step):
     return -ops.expm1(step * pymath.log(beta))
 
 
+def debias_factor(beta: float, step, dtype: str):
+    """`1 / (1 - beta^t)` as a scalar of `dtype`: what `debias` multiplies by."""
+    return ops.cast(1.0 / bias_correction(beta, step), dtype)
+
+
 def debias(average, beta: float, step, dtype: str):
     """`average / (1 - beta^t)`: an EMA started at zero, bias-corrected.
 
@@ -62,7 +67,7 @@ def debias(average, beta: float, step, dtype: str):
     one per weight. TensorFlow's XLA keeps a division by a broadcast scalar element-wise (JAX's
     turns it into this product itself): Adam's two corrections as divisions made its 16M-weight
     TensorFlow step 6-9% slower than Keras' own Adam, which folds them into the learning rate."""
-    return average * ops.cast(1.0 / bias_correction(beta, step), dtype)
+    return average * debias_factor(beta, step, dtype)
 
 
 def rms_denominator(second_moment, epsilon: float, placement: str):

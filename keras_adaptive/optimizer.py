@@ -106,9 +106,8 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
             one dtype and device at once, with PyTorch's fused or `torch._foreach_*`
             kernels. On JAX's CPU backend: Adam and AdamW's float32 weights of 32K elements
             or more in one native pass over memory (`backend/jax_native.py`, compiled on
-            first use). `False`
-            runs the portable per-variable `update_step` everywhere. Ignored on TensorFlow,
-            whose compiler fuses the update.
+            first use). `False` runs the portable per-variable `update_step` everywhere.
+            Ignored on TensorFlow, whose compiler fuses the update.
         **kwargs: Keras' base optimizer arguments (`weight_decay`, `clipnorm`,
             `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
             `ema_overwrite_frequency`, `loss_scale_factor`,

@@ -44,7 +44,7 @@ from keras import backend, ops
 
 from keras_adaptive.adam import Adam
 from keras_adaptive.backend.dispatch import runs_own_update_step
-from keras_adaptive.math import bias_correction
+from keras_adaptive.math import debias_factor
 
 TARGET = "keras_adaptive_adam"
 # Weights smaller than this (in elements) stay on XLA's fused loops. The kernel pays a little per
@@ -160,8 +160,8 @@ def _scalars(optimizer: Any, learning_rate: Any) -> Any:
     one = ops.ones((), "float32")
     if optimizer.bias_correction:
         t = optimizer.step_count()
-        c1 = ops.cast(1.0 / bias_correction(optimizer.beta_1, t), "float32")
-        c2 = ops.cast(1.0 / bias_correction(optimizer.beta_2, t), "float32")
+        c1 = debias_factor(optimizer.beta_1, t, "float32")
+        c2 = debias_factor(optimizer.beta_2, t, "float32")
     else:
         c1 = c2 = one
     b1, b2 = float(optimizer.beta_1), float(optimizer.beta_2)
@@ -183,21 +183,19 @@ def update(optimizer: Any, grads: Sequence[Any], variables: Sequence[Any], learn
         return rest
     wd = optimizer.weight_decay or 0.0
     decay = np.array([wd if wd and optimizer._use_weight_decay(v) else 0.0 for _, v in native], np.float32)
-    operands, results, aliases = [], [], {}
+    operands, results, aliases, targets = [], [], {}, []
     for grad, variable in native:
-        slots = optimizer.slots(variable, *names)
-        per_weight = [variable.value, ops.cast(grad, "float32"), *(s.value for s in slots)]
+        updated = [variable, *optimizer.slots(variable, *names)]
+        per_weight = [updated[0].value, ops.cast(grad, "float32"), *(s.value for s in updated[1:])]
         for j, value in enumerate(per_weight):
             if j != 1:  # every operand but the gradient is updated in place
                 aliases[2 + len(operands) + j] = len(results)
                 results.append(jax.ShapeDtypeStruct(value.shape, value.dtype))
         operands += per_weight
+        targets += updated
     call = jax.ffi.ffi_call(TARGET, results, input_output_aliases=aliases)
     new = call(_scalars(optimizer, learning_rate), decay, *operands,
                amsgrad=bool(optimizer.amsgrad), inside=optimizer.epsilon_placement == "inside")
-    i = 0
-    for _, variable in native:
-        for target in (variable, *optimizer.slots(variable, *names)):
-            optimizer.assign(target, new[i])
-            i += 1
+    for target, value in zip(targets, new):
+        optimizer.assign(target, value)
     return rest
