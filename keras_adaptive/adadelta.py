@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import keras
 from keras import ops
@@ -62,7 +62,7 @@ class AdaDelta(AdaptiveOptimizer):
         rho: float = 0.95,
         epsilon: float = 1e-6,
         momentum: float = 0.0,
-        name: str = "AdaDelta",
+        name: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
         check_unit_interval("rho", rho)

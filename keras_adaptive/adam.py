@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import keras
 from keras import ops
@@ -72,7 +72,7 @@ class Adam(AdaptiveOptimizer):
         amsgrad: bool = False,
         bias_correction: bool = True,
         epsilon_placement: str = "outside",
-        name: str = "Adam",
+        name: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
         check_unit_interval("beta_1", beta_1)
@@ -151,5 +151,9 @@ class AdamW(Adam):
     Reference: Loshchilov and Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019).
     """
 
-    def __init__(self, learning_rate: Any = 0.001, weight_decay: float = 0.004, name: str = "AdamW", **kwargs: Any):
+    def __init__(
+        self, learning_rate: Any = 0.001, weight_decay: float = 0.004, name: Optional[str] = None, **kwargs: Any
+    ) -> None:
+        # Adam treats a missing decay as none; AdamW without its decay is a mistake, not Adam.
+        check_non_negative("weight_decay", weight_decay)
         super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, name=name, **kwargs)

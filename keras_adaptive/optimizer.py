@@ -15,8 +15,8 @@ from typing import Any, Iterator, Protocol, Sequence
 import keras
 import numpy as np
 from keras import backend, ops
-from keras.src.backend.common.stateless_scope import in_stateless_scope
 
+from keras_adaptive._compat import in_stateless_scope
 from keras_adaptive.validation import check_learning_rate, check_non_negative
 
 
@@ -50,6 +50,15 @@ def _dense(gradient: Any) -> Any:
     if hasattr(gradient, "todense"):
         return gradient.todense()
     return gradient
+
+
+def _shape(gradient: Any) -> tuple:
+    """A gradient's shape as a tuple. A TensorFlow IndexedSlices may hold its dense shape as a
+    Python tuple (Keras' own sparse tests build them so), which its `.shape` cannot read."""
+    dense_shape = getattr(gradient, "dense_shape", None)
+    if isinstance(dense_shape, (tuple, list)):
+        return tuple(dense_shape)
+    return tuple(gradient.shape)
 
 
 class _Sampled:
@@ -149,9 +158,9 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
                     f"{len(grads)} gradients for {len(trainable_variables)} variables."
                 )
             for i, (g, v) in enumerate(zip(grads, trainable_variables)):
-                if g is not None and g.shape != v.shape and tuple(g.shape) != tuple(v.shape):
+                if g is not None and _shape(g) != tuple(v.shape):
                     raise ValueError(
-                        f"Argument `grads`[{i}] has shape {tuple(g.shape)}, but its variable "
+                        f"Argument `grads`[{i}] has shape {_shape(g)}, but its variable "
                         f"{getattr(v, 'path', v.name)!r} has shape {tuple(v.shape)}."
                     )
         if callable(self._learning_rate):
@@ -385,7 +394,9 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
             return False
         import torch
 
-        return not torch.compiler.is_compiling()
+        from keras_adaptive import _compat
+
+        return not torch.compiler.is_compiling() and _compat.torch_fast_path_available()
 
     def _takes_jax_native_path(self) -> bool:
         """Whether this step's float32 weights take the native kernel (`backend/jax_native.py`)."""

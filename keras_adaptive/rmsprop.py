@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import keras
 from keras import ops
@@ -66,7 +66,7 @@ class RMSProp(AdaptiveOptimizer):
         momentum: float = 0.0,
         centered: bool = False,
         epsilon_placement: str = "inside",
-        name: str = "RMSProp",
+        name: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
         check_unit_interval("rho", rho)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import keras
 from keras import ops
@@ -54,7 +54,7 @@ class SGD(AdaptiveOptimizer):
         learning_rate: Any = 0.01,
         momentum: float = 0.0,
         nesterov: bool = False,
-        name: str = "SGD",
+        name: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
         check_unit_interval("momentum", momentum)

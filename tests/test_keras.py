@@ -151,3 +151,15 @@ def test_embedding_gradients_match_the_dense_computation(name, backend):
         with tf.GradientTape() as tape:
             loss = keras.ops.mean(sparse(ids))
         assert isinstance(tape.gradient(loss, sparse.layers[1].embeddings.value), tf.IndexedSlices)
+
+
+def test_automatic_names_are_keras_and_unique():
+    """Named as Keras names its own (snake case of the class, numbered from the second), so two
+    optimizers of one class do not share variable paths; a name given is kept."""
+    first, second, adamw = ka.Adam(), ka.Adam(), ka.AdamW()
+    assert first.name.startswith("adam") and second.name.startswith("adam_") and first.name != second.name
+    assert adamw.name.startswith("adam_w")
+    assert first.iterations.path != second.iterations.path
+    assert ka.RMSProp(name="mine").name == "mine"
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(second))
+    assert restored.name == second.name

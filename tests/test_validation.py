@@ -35,6 +35,7 @@ BAD = [
     (ka.Adam, {"amsgrad": "true"}, "amsgrad", "'true'"),
     (ka.Adam, {"bias_correction": None}, "bias_correction", "None"),
     (ka.AdamW, {"weight_decay": -0.01}, "weight_decay", "-0.01"),
+    (ka.AdamW, {"weight_decay": None}, "weight_decay", "None"),  # Adam's "no decay" is not AdamW's
     (ka.Nadam, {"beta_1": 1.5}, "beta_1", "1.5"),
     (ka.Nadam, {"momentum_decay": -1.0}, "momentum_decay", "-1.0"),
     (ka.Adam, {"clipnorm": -1.0}, "clipnorm", "-1.0"),
