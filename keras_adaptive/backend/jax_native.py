@@ -43,10 +43,12 @@ import numpy as np
 from keras import backend, ops
 
 from keras_adaptive.adam import Adam
-from keras_adaptive.backend.dispatch import runs_own_update_step
+from keras_adaptive.backend.dispatch import runs_as_shipped
 from keras_adaptive.math import debias_factor
 
 TARGET = "keras_adaptive_adam"
+# The kernel is `Adam.update_step` with its hooks as shipped (`dispatch.HOOKS`).
+_is_shipped_adam = runs_as_shipped(Adam)
 # Weights smaller than this (in elements) stay on XLA's fused loops. The kernel pays a little per
 # weight (about 1-2 µs more than XLA's loops here); it wins from ~20K elements on, where a weight's
 # three loops no longer run from cache: 200 weights of 5,000 took 1.18 ms against XLA's 0.98, 12 of
@@ -137,7 +139,7 @@ def available() -> bool:
 def accepts(optimizer: Any) -> bool:
     """Whether this optimizer's step can take the kernel (its weights are checked by `takes`)."""
     return (
-        runs_own_update_step(optimizer, Adam)
+        _is_shipped_adam(optimizer)
         and jax.default_backend() == "cpu"
         and keras.distribution.distribution() is None
         and available()

@@ -27,8 +27,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from keras_adaptive import _compat
 from keras_adaptive.adadelta import AdaDelta
-from keras_adaptive.backend.dispatch import runs_own_update_step
+from keras_adaptive.backend.dispatch import runs_as_shipped
 from keras_adaptive.backend.torch_multi_tensor import tensors_of
 from keras_adaptive.math import nadam_momentum
 from keras_adaptive.adagrad import AdaGrad
@@ -40,6 +41,10 @@ from keras_adaptive.sgd import SGD
 # Dtypes PyTorch's CPU and CUDA kernels take and that our update keeps in its own dtype.
 # (In float16/bfloat16 the portable path rounds through keras.ops differently.)
 _DTYPES = (torch.float32, torch.float64)
+
+# Whether an optimizer runs its class's math as shipped (see `dispatch.HOOKS`): the kernels below
+# implement that math, so a subclass that changes a hook takes the generic path.
+_AS_SHIPPED = {cls: runs_as_shipped(cls) for cls in (Adam, AdaGrad, SGD, RMSProp, AdaDelta, Nadam)}
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ def _steps(group: Group, t: int) -> list:
 
 def _adam_accepts(optimizer) -> bool:
     return (
-        runs_own_update_step(optimizer, Adam)
+        _AS_SHIPPED[Adam](optimizer)
         and optimizer.bias_correction
         and optimizer.epsilon_placement == "outside"
     )
@@ -85,7 +90,7 @@ def _adam_run(optimizer, group: Group, lr: float, t: int) -> None:
     amsgrad = optimizer.amsgrad
     # `_fused_adamw_` multiplies each weight by `1 - lr * wd` before the Adam update, as
     # Keras' decoupled weight decay does; with wd = 0 it is `_fused_adam_`.
-    torch._fused_adamw_(
+    _compat.torch_kernel("fused_adamw")(
         group.params,
         group.grads,
         group.slots(optimizer, "first_moment"),
@@ -103,11 +108,11 @@ def _adam_run(optimizer, group: Group, lr: float, t: int) -> None:
 
 
 def _adagrad_accepts(optimizer) -> bool:
-    return runs_own_update_step(optimizer, AdaGrad) and optimizer.epsilon_placement == "outside"
+    return _AS_SHIPPED[AdaGrad](optimizer) and optimizer.epsilon_placement == "outside"
 
 
 def _adagrad_run(optimizer, group: Group, lr: float, t: int) -> None:
-    torch._fused_adagrad_(
+    _compat.torch_kernel("fused_adagrad")(
         group.params,
         group.grads,
         group.slots(optimizer, "accumulator"),
@@ -121,12 +126,12 @@ def _adagrad_run(optimizer, group: Group, lr: float, t: int) -> None:
 
 
 def _sgd_accepts(optimizer) -> bool:
-    return runs_own_update_step(optimizer, SGD)
+    return _AS_SHIPPED[SGD](optimizer)
 
 
 def _sgd_run(optimizer, group: Group, lr: float, t: int) -> None:
     momentum = float(optimizer.momentum)
-    torch._fused_sgd_(
+    _compat.torch_kernel("fused_sgd")(
         group.params,
         group.grads,
         group.slots(optimizer, "momentum") if momentum > 0 else [],
@@ -143,15 +148,13 @@ def _sgd_run(optimizer, group: Group, lr: float, t: int) -> None:
 
 def _rmsprop_accepts(optimizer) -> bool:
     # Not centered: PyTorch does not clamp the rounded variance r - a^2 at 0 (NaN from finite input).
-    return (runs_own_update_step(optimizer, RMSProp) and optimizer.epsilon_placement == "outside"
+    return (_AS_SHIPPED[RMSProp](optimizer) and optimizer.epsilon_placement == "outside"
             and not optimizer.centered)
 
 
 def _rmsprop_run(optimizer, group: Group, lr: float, t: int) -> None:
-    from torch.optim.rmsprop import _multi_tensor_rmsprop
-
     momentum = float(optimizer.momentum)  # never centered here: see _rmsprop_accepts
-    _multi_tensor_rmsprop(
+    _compat.torch_kernel("foreach_rmsprop")(
         group.params,
         group.grads,
         group.slots(optimizer, "second_moment"),
@@ -172,13 +175,11 @@ def _rmsprop_run(optimizer, group: Group, lr: float, t: int) -> None:
 
 
 def _adadelta_accepts(optimizer) -> bool:
-    return runs_own_update_step(optimizer, AdaDelta) and optimizer.momentum == 0
+    return _AS_SHIPPED[AdaDelta](optimizer) and optimizer.momentum == 0
 
 
 def _adadelta_run(optimizer, group: Group, lr: float, t: int) -> None:
-    from torch.optim.adadelta import _multi_tensor_adadelta
-
-    _multi_tensor_adadelta(
+    _compat.torch_kernel("foreach_adadelta")(
         group.params,
         group.grads,
         group.slots(optimizer, "second_moment"),
@@ -196,19 +197,17 @@ def _adadelta_run(optimizer, group: Group, lr: float, t: int) -> None:
 
 
 def _nadam_accepts(optimizer) -> bool:
-    return runs_own_update_step(optimizer, Nadam)
+    return _AS_SHIPPED[Nadam](optimizer)
 
 
 def _nadam_run(optimizer, group: Group, lr: float, t: int) -> None:
-    from torch.optim.nadam import _multi_tensor_nadam
-
     # PyTorch keeps mu_product and the step per weight and advances both itself; ours is one
     # scalar, which Nadam._backend_update_step has already advanced to this step's product.
     # PyTorch gets scratch copies of the product before this step (ours over the same float32
     # mu_t that advanced it: within an ulp) and of t - 1, and leaves our state alone.
     mu = float(nadam_momentum(optimizer.beta_1, torch.tensor(float(t)), optimizer.momentum_decay))
     before = float(optimizer._mu_product.value) / mu if mu else 0.0  # beta_1 = 0: the product is 0
-    _multi_tensor_nadam(
+    _compat.torch_kernel("foreach_nadam")(
         group.params,
         group.grads,
         group.slots(optimizer, "first_moment"),
@@ -250,7 +249,8 @@ def select(optimizer: Any) -> Optional[Kernel]:
     """The kernel for this optimizer's class and configuration, or None (generic path)."""
     for kernel in DISPATCH:
         if kernel.accepts(optimizer):
-            return kernel
+            # A PyTorch without this kernel (`_compat` warns once): the generic path.
+            return kernel if _compat.torch_kernel(kernel.name) is not None else None
     return None
 
 

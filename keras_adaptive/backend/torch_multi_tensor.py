@@ -16,9 +16,14 @@ from typing import Any, Sequence
 
 import torch
 from keras import backend
-from keras.src.backend.common.stateless_scope import in_stateless_scope
-from keras.src.backend.common.variables import get_autocast_scope
-from keras.src.backend.torch.core import get_device, to_torch_dtype
+
+from keras_adaptive import _compat
+from keras_adaptive._compat import in_stateless_scope
+
+# Keras' torch-backend internals (checked by `_compat`; this path is off where one is missing).
+_PARTS = _compat.torch_parts()
+get_autocast_scope, get_device, to_torch_dtype = (_PARTS[n] for n in ("get_autocast_scope", "get_device",
+                                                                       "to_torch_dtype"))
 
 
 def tensors_of(variables: Sequence[Any]) -> list:
