@@ -52,7 +52,7 @@ CONFORMANCE = ["tests/test_reference.py", "tests/test_peers.py", "tests/test_fas
                "tests/test_precision.py", "tests/test_keras_suite.py"]
 OWN = "benchmarks/gpu_conformance.py"
 NATIVE = "tests/test_jax_native.py"
-DRY_K = "(adamw and not amsgrad) or gpu_conformance or kernel_is_built"
+DRY_K = "(adamw and not amsgrad and not float16 and not schedule) or gpu_conformance or kernel_is_built"
 BACKENDS = ("torch", "jax")
 # The keras version here, and the packages Keras needs that the GPU image (KINDS.md) lacks.
 WHEEL_PACKAGES = ("keras", "namex", "optree")
@@ -366,7 +366,7 @@ def main(argv=None) -> int:
 
     summary = {"mode": mode, "cuda": cuda, "detected": detected, "versions": versions, "directory": directory,
                "command": " ".join([sys.executable, "-m", "benchmarks.gpu", *(argv if argv is not None else sys.argv[1:])]),
-               "skipped_needs_cuda": skipped, "tests": {}, "bench": {}, "targets": [], "notes": []}
+               "site": site, "pythonpath": env["PYTHONPATH"], "skipped_needs_cuda": skipped, "tests": {}, "bench": {}, "targets": [], "notes": []}
 
     # 1. conformance tests, one pytest process per backend (and the native kernel on JAX's CPU)
     files = [f for f in CONFORMANCE if os.path.exists(os.path.join(ROOT, f))]

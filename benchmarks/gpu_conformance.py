@@ -103,18 +103,25 @@ def fused_argument_devices(monkeypatch):
     import torch
 
     seen: list = []
-    for name in FUSED:
-        original = getattr(torch, name)
 
-        def wrapper(*args, _name=name, _original=original, **kwargs):
-            devices = []
-            for a in args:
-                if isinstance(a, (list, tuple)):
-                    devices.append(sorted({t.device.type for t in a if isinstance(t, torch.Tensor)}))
-            seen.append((_name, devices))
-            return _original(*args, **kwargs)
+    def wrap(name, kernel):
+        def wrapper(*args, **kwargs):
+            lists = [a for a in args if isinstance(a, (list, tuple))]
+            seen.append((name, [sorted({t.device.type for t in a if isinstance(t, torch.Tensor)}) for a in lists]))
+            return kernel(*args, **kwargs)
 
-        monkeypatch.setattr(torch, name, wrapper)
+        return wrapper
+
+    try:  # the kernels are looked up (and cached) through keras_adaptive._compat.torch_kernel
+        from keras_adaptive import _compat
+
+        lookup = _compat.torch_kernel
+        monkeypatch.setattr(_compat, "torch_kernel",
+                            lambda name: wrap(name, lookup(name)) if name.startswith("fused_") and lookup(name) else
+                            lookup(name))
+    except (ImportError, AttributeError):  # or called as torch._fused_*_ directly
+        for name in FUSED:
+            monkeypatch.setattr(torch, name, wrap(name, getattr(torch, name)))
     return seen
 
 

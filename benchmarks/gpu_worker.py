@@ -24,6 +24,7 @@ _keras_contender = w.keras_contender
 _bandwidth_contenders = w.bandwidth_contenders
 _peak_extra_bytes = w.peak_extra_bytes
 _environment = w.environment
+_optax_contender = w.optax_contender
 
 
 def torch_device():
@@ -123,6 +124,12 @@ def torch_contender(impl: str, spec: str, weights_np, grads_np, fused: bool):
     return contender
 
 
+def optax_contender(spec: str, weights_np, grads_np):
+    contender = _optax_contender(spec, weights_np, grads_np)
+    contender.info["device"] = device_name()
+    return contender
+
+
 def bandwidth_contenders(n: int) -> list:
     probes = _bandwidth_contenders(n)
     if w.BACKEND == "torch":
@@ -185,6 +192,7 @@ def install() -> None:
     """Point the worker's contenders at this module's device-aware ones."""
     w.keras_contender = keras_contender
     w.torch_contender = torch_contender
+    w.optax_contender = optax_contender
     w.bandwidth_contenders = bandwidth_contenders
     w.peak_extra_bytes = peak_extra_bytes
     w.environment = environment
