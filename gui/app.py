@@ -43,6 +43,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--no-download", action="store_true", help="do not try to download MNIST")
     parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"),
                         help="backend selected when the page opens (default: $KERAS_BACKEND or tensorflow)")
+    parser.add_argument("--results", default="results", metavar="DIR",
+                        help="folder for the visitors' run bundles (default results/)")
     parser.add_argument("--max-workers", type=int, default=None,
                         help="worker processes at once over all sessions (default 4)")
     return parser.parse_args(argv)
@@ -62,7 +64,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             raise SystemExit("--max-workers must be at least 1.")
         limits = engine.Limits(max_workers=args.max_workers)
     mnist_path, source = resolve_mnist(args.mnist, download=not args.no_download)
-    demo = page.build(mnist_path, source, default_backend=args.backend, limits=limits)
+    demo = page.build(mnist_path, source, default_backend=args.backend, limits=limits, results_dir=args.results)
     demo.queue(default_concurrency_limit=16)
     print(f"keras-adaptive-gui: data: {source}", flush=True)
     # SIGTERM ends the server like Ctrl-C, so the worker processes are ended with it.

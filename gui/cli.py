@@ -2,8 +2,10 @@
 
     keras-adaptive compare --task mnist-mlp --optimizers adam,rmsprop:learning_rate=0.01 --backends jax,torch
 
-Same engine as the page: prints a progress bar and the summary table, writes the CSV and
-the PNG. Light at import (spawned workers re-import the main module).
+Same engine loop as the page (`engine.Comparison.run`): prints a progress bar and the
+summary table, writes the run bundle (`<out>/<run id>/config.json` and `records.csv`, the
+page's "Open a run bundle" reads it) and a PNG beside them. Light at import (spawned
+workers re-import the main module).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", default=30, help="sequence length of the adding problem")
     p.add_argument("--mnist", metavar="PATH", help="an MNIST .npz in the keras.datasets layout")
     p.add_argument("--no-download", action="store_true", help="do not try to download MNIST")
-    p.add_argument("--out", default="results", help="directory for the CSV and PNG (default results/)")
+    p.add_argument("--out", default="results", help="folder for the run bundle and the PNG (default results/)")
     p.add_argument("--log-scale", action="store_true", help="log-scale loss axis in the PNG")
     p.add_argument("--smoothing", type=float, default=0.0, help="smoothing of the loss curve in the PNG, 0-0.99")
     p.add_argument("--x-axis", choices=("step", "time"), default="step")
@@ -100,41 +102,43 @@ def compare(args: argparse.Namespace) -> int:
             print(f"error: {line}", file=sys.stderr)
         return 2
     print(f"task: {tasks.TASKS[args.task].description}; backends: {', '.join(backends)}", file=sys.stderr)
-    comparison = engine.Comparison(config).start()
+    comparison = engine.Comparison(config)
     shown, last_line = 0, 0.0
+    frames = comparison.run(interval=0.2)
     try:
-        while comparison.running:
-            comparison.poll()
+        for _ in frames:
             for message in comparison.messages[shown:]:
                 print(f"\n{message}", file=sys.stderr)
             shown = len(comparison.messages)
-            if not args.no_progress and (sys.stderr.isatty() or time.monotonic() - last_line >= 5):
+            if comparison.running and not args.no_progress and (sys.stderr.isatty() or time.monotonic() - last_line >= 5):
                 last_line = time.monotonic()
                 waiting = any(not w.ready for w in comparison.workers if not w.done)
-                text = "starting workers" if waiting else f"step {int(comparison.progress() * comparison.total_steps())}"
+                text = "starting workers" if waiting else f"step {comparison.steps_done()}"
                 print(_progress(comparison.progress(), f"{text} of {comparison.total_steps()}"),
                       end="" if sys.stderr.isatty() else "\n", file=sys.stderr, flush=True)
-            time.sleep(0.2)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the workers", file=sys.stderr)
         comparison.stop()
     finally:
-        if comparison.running:
-            comparison.stop()
-    comparison.poll()
+        frames.close()
     for message in comparison.messages[shown:]:
         print(f"\n{message}", file=sys.stderr)
     if not args.no_progress:
         print(_progress(comparison.progress(), "done"), file=sys.stderr)
     print(format_table(comparison.summary()))
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"compare-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
-    comparison.write_csv(stem + ".csv")
+    bundle = comparison.save_bundle(args.out)
     options = plots.DisplayOptions(args.log_scale, args.smoothing, args.x_axis)
-    plots.save_png(plots.figure(comparison, options), stem + ".png")
-    print(f"wrote {stem}.csv and {stem}.png")
+    png = os.path.join(args.out, f"{comparison.run_id}.png")
+    plots.save_png(plots.figure(comparison, options), png, footer=_footer(comparison, options))
+    print(f"wrote the run bundle {bundle} (config.json, records.csv) and {png}")
     ok = any(s.status == "finished" for s in comparison.series)
     return 0 if ok else 1
+
+
+def _footer(comparison, options) -> str:
+    from keras_adaptive_gui import engine
+
+    return engine.config_text(comparison) + "\n" + options.describe()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -11,20 +11,36 @@ This module spawns the workers, so it never imports keras at module level.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import multiprocessing
 import os
 import queue as queue_module
+import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from keras_adaptive_gui import hyperparams, tasks
 
 BACKENDS = ("tensorflow", "jax", "torch")
 # The optimizer statistics a worker reports (see worker.py), also the names of their CSV columns.
 STATS = ("effective_lr", "update_ratio", "grad_norm")
+
+# When a series counts as blown up (besides a NaN or infinite loss): its loss stays above
+# BLOWUP_FACTOR times its first loss for BLOWUP_STEPS steps in a row, or a classifier ends
+# with a validation accuracy at most CHANCE_MARGIN times chance and a loss no lower than its first.
+BLOWUP_FACTOR = 10.0
+BLOWUP_STEPS = 20
+CHANCE_MARGIN = 1.5
+BLOWUP_RULE = (
+    f"a run is blown up when its loss is NaN or infinite, when its loss stays above {BLOWUP_FACTOR:g}× its "
+    f"first loss for {BLOWUP_STEPS} steps in a row, or when a classifier ends at chance (validation accuracy "
+    f"≤ {CHANCE_MARGIN:g}× chance) with a loss no lower than its first"
+)
+BUNDLE_FORMAT = "keras-adaptive-run/1"
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,43 @@ class RunConfig:
     def kind(self) -> str:
         return tasks.TASKS[self.task].kind
 
+    @property
+    def task_facts(self) -> tasks.Task:
+        return tasks.TASKS[self.task]
+
+    def to_json(self) -> dict:
+        """The full configuration: every hyperparameter of every optimizer (defaults included)."""
+        return {
+            "task": self.task,
+            "task_description": self.task_facts.description,
+            "backends": list(self.backends),
+            "optimizers": [{"key": o.key, "label": o.label, "hyperparameters": hyperparams.full_kwargs(o.key, o.kwargs),
+                            "given": o.kwargs} for o in self.optimizers],
+            "epochs": self.epochs if not self.task_facts.is_2d else None,
+            "steps_per_epoch": self.steps_per_epoch if not self.task_facts.is_2d else None,
+            "batch_size": self.batch_size if not self.task_facts.is_2d else None,
+            "steps": self.steps_2d if self.task_facts.is_2d else self.epochs * self.steps_per_epoch,
+            "seed": self.seed,
+            "cell": self.cell if self.task_facts.uses_cell else None,
+            "seq_len": self.seq_len if self.task_facts.uses_seq_len else None,
+            "mnist": os.path.basename(self.mnist_path) if self.mnist_path else None,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RunConfig":
+        facts = tasks.TASKS[d["task"]]
+        optimizers = [OptimizerChoice(o["key"], dict(o.get("given", o.get("hyperparameters", {}))), o["label"])
+                      for o in d["optimizers"]]
+        config = cls(d["task"], list(d["backends"]), optimizers, seed=int(d.get("seed") or 0))
+        if facts.is_2d:
+            config.steps_2d = int(d["steps"])
+        else:
+            config.epochs, config.steps_per_epoch = int(d["epochs"]), int(d["steps_per_epoch"])
+            config.batch_size = int(d["batch_size"])
+        config.cell = d.get("cell") or "LSTM"
+        config.seq_len = int(d.get("seq_len") or 30)
+        return config
+
     def worker_config(self, backend: str) -> dict:
         return {
             "task": self.task,
@@ -125,7 +178,7 @@ def check_config(
     errors: list[str] = []
     if task not in tasks.TASKS:
         raise ValueError(f"Unknown task {task!r}; choose from {list(tasks.TASKS)}.")
-    kind = tasks.TASKS[task].kind
+    facts = tasks.TASKS[task]
     backends = list(backends or [])
     if not backends:
         errors.append("Choose a backend.")
@@ -151,7 +204,7 @@ def check_config(
             choice.label = f"{choice.label} #{seen[choice.label]}"
     seed = _integer("Seed", seed, 0, 2**31 - 1, errors)
     config = RunConfig(task, backends, choices, seed=seed, cell=cell, mnist_path=mnist_path)
-    if kind == "2d":
+    if facts.is_2d:
         config.steps_2d = _integer("Steps", steps_2d, 1, limits.max_steps_2d, errors)
     else:
         config.epochs = _integer("Epochs", epochs, 1, limits.max_epochs, errors)
@@ -162,11 +215,11 @@ def check_config(
                 f"Run too long: epochs × steps per epoch = {config.epochs * config.steps_per_epoch} "
                 f"> {limits.max_total_steps}."
             )
-        if task in ("mnist-rnn", "adding") and cell not in tasks.CELLS:
+        if facts.uses_cell and cell not in tasks.CELLS:
             errors.append(f"Cell must be one of {list(tasks.CELLS)}, got {cell!r}.")
-        if task == "adding":
+        if facts.uses_seq_len:
             config.seq_len = _integer("Sequence length", seq_len, 4, limits.max_seq_len, errors)
-        if task.startswith("mnist") and not mnist_path:
+        if facts.uses_mnist and not mnist_path:
             errors.append("No MNIST file is configured on this server.")
     if errors:
         raise ValueError("\n".join(errors))
@@ -224,8 +277,10 @@ class Series:
     label: str
     optimizer: int
     backend: str
-    status: str = "starting"  # starting, training, finished, diverged, stopped, worker died, error
-    diverged_at: Optional[int] = None
+    status: str = "starting"  # starting, training, finished, blown up, stopped, worker died, error
+    blown_up_at: Optional[int] = None  # the step where it blew up (see BLOWUP_RULE)
+    blown_up_value: Optional[float] = None  # the loss there (the largest of the run above the threshold)
+    blown_up_reason: str = ""
     steps: list = field(default_factory=list)
     times: list = field(default_factory=list)
     losses: list = field(default_factory=list)
@@ -236,14 +291,57 @@ class Series:
     epoch_steps: list = field(default_factory=list)
     val_losses: list = field(default_factory=list)
     val_accs: list = field(default_factory=list)
+    first_loss: Optional[float] = None
+    _above: int = 0  # steps in a row above BLOWUP_FACTOR x the first loss
+    _above_since: Optional[int] = None
+    _peak: float = 0.0
 
     def add_step(self, row: dict) -> None:
         self.steps.append(row["step"])
         self.times.append(row["time"])
-        self.losses.append(row["loss"])
+        loss = row["loss"]
+        self.losses.append(loss)
         if "x" in row:
             self.xs.append(row["x"])
             self.ys.append(row["y"])
+        if not math.isfinite(loss):
+            self.blow_up(row["step"], loss, "the loss is not finite")
+        elif self.first_loss is None:
+            self.first_loss = loss
+        elif self.first_loss > 0 and loss > BLOWUP_FACTOR * self.first_loss:
+            self._above += 1
+            self._above_since = self._above_since or row["step"]
+            self._peak = max(self._peak, loss)
+            if self._above >= BLOWUP_STEPS:
+                self.blow_up(self._above_since, self._peak,
+                             f"loss above {BLOWUP_FACTOR:g}× its first loss {self.first_loss:.3g} "
+                             f"for {BLOWUP_STEPS} steps in a row")
+        else:
+            self._above, self._above_since, self._peak = 0, None, 0.0
+
+    def blow_up(self, step: int, value: float, reason: str) -> bool:
+        """Mark the series blown up (once): True if it was not already."""
+        if self.blown_up_at is not None:
+            return False
+        self.blown_up_at, self.blown_up_value, self.blown_up_reason = step, value, reason
+        if self.status in ("starting", "training", "finished"):
+            self.status = "blown up"
+        return True
+
+    def blow_up_message(self) -> str:
+        value = self.blown_up_value
+        shown = f"{value:.3g}" if value is not None and math.isfinite(value) else str(value)
+        return f"{self.label} blew up at step {self.blown_up_at}: loss {shown} ({self.blown_up_reason})."
+
+    def check_chance(self, chance: Optional[float]) -> bool:
+        """At the end of a classifier's run: blown up if it ended at chance (see BLOWUP_RULE)."""
+        if chance is None or not self.val_accs or self.first_loss is None or self.blown_up_at is not None:
+            return False
+        finite = [v for v in self.losses if math.isfinite(v)]
+        if self.val_accs[-1] <= CHANCE_MARGIN * chance and finite and finite[-1] >= self.first_loss:
+            return self.blow_up(self.steps[-1], finite[-1],
+                                f"it ended at chance, validation accuracy {100 * self.val_accs[-1]:.1f}%")
+        return False
 
     def add_stats(self, row: dict) -> None:
         for name in STATS:
@@ -273,19 +371,27 @@ class _Worker:
 
 
 class Comparison:
-    """One comparison: the selected optimizers on one backend each worker."""
+    """One comparison: the selected optimizers on one backend each worker.
 
-    def __init__(self, config: RunConfig, limits: Limits = LIMITS) -> None:
+    `run()` is the one loop that drives it from start to end (the page and the command
+    line both iterate it); `stop()` may be called from another thread at any time.
+    """
+
+    def __init__(self, config: RunConfig, limits: Limits = LIMITS, run_id: Optional[str] = None) -> None:
         self.config = config
         self.limits = limits
+        self.run_id = run_id or new_run_id()
+        self.created = time.strftime("%Y-%m-%d %H:%M:%S")
         self.series: list[Series] = []
         self.messages: list[str] = []
         self.workers: list[_Worker] = []
         self.started_at: Optional[float] = None
         self.finished_at: Optional[float] = None
-        self.stopped = False
+        self.stopped = False  # Stop was asked for
+        self.version = 0  # counts what was taken in: a display redraws when it changes
+        self.last_wall: Optional[float] = None  # when the newest message taken in was sent (time.time())
         self._slots = 0
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         multi = len(config.backends) > 1
         for backend in config.backends:
             for i, choice in enumerate(config.optimizers):
@@ -321,13 +427,35 @@ class Comparison:
             raise
         return self
 
+    def run(self, interval: float = 0.2) -> Iterator["Comparison"]:
+        """Start the comparison (unless started), then yield it whenever something new came in
+        (at most every `interval` seconds) and once more when it has ended. Closing the
+        generator early (a closed page, Ctrl-C) stops the workers."""
+        if self.started_at is None:
+            self.start()
+        try:
+            shown, last = -1, 0.0
+            while self.running:
+                self.poll()
+                now = time.monotonic()
+                if self.version != shown and now - last >= interval and self.running:
+                    shown, last = self.version, now
+                    yield self
+                else:
+                    time.sleep(0.02)
+            self.poll()
+            yield self
+        finally:
+            if self.running:
+                self.stop()
+
     @property
     def running(self) -> bool:
         return any(not w.done for w in self.workers)
 
     def poll(self, max_messages: int = 10000) -> None:
         """Take in what the workers reported; notice dead workers and the time limit."""
-        with self._lock:
+        with self.lock:
             for w in self.workers:
                 if w.done:
                     continue
@@ -353,11 +481,19 @@ class Comparison:
                 self.messages.append(f"Time limit of {self.limits.max_seconds:g} s reached: run stopped.")
                 self.stop()
             if not self.running and self.finished_at is None:
-                self.finished_at = time.monotonic()
-                self._release()
+                self._finish()
 
-    def _drain(self, w: _Worker) -> None:
-        deadline = time.monotonic() + 0.5
+    def _finish(self) -> None:
+        self.finished_at = time.monotonic()
+        chance = self.config.task_facts.chance_accuracy
+        for s in self.series:
+            if s.status == "finished" and s.check_chance(chance):
+                self.messages.append(s.blow_up_message())
+        self.version += 1
+        self._release()
+
+    def _drain(self, w: _Worker, seconds: float = 0.5) -> None:
+        deadline = time.monotonic() + seconds
         while not w.done and time.monotonic() < deadline:
             try:
                 self._handle(w, w.queue.get(timeout=0.05))
@@ -366,6 +502,7 @@ class Comparison:
 
     def _handle(self, w: _Worker, m: dict) -> None:
         kind = m.get("type")
+        self.version += 1
         if kind == "ready":
             w.ready, w.startup_s = True, m.get("startup_s")
             for s in self.series:
@@ -373,19 +510,24 @@ class Comparison:
                     s.status = "training"
         elif kind == "steps":
             for row in m["rows"]:
-                self.series_of(w.backend, row["series"]).add_step(row)
+                s = self.series_of(w.backend, row["series"])
+                was = s.blown_up_at
+                s.add_step(row)
+                if was is None and s.blown_up_at is not None:
+                    self.messages.append(s.blow_up_message())
             for row in m.get("stats", ()):
                 self.series_of(w.backend, row["series"]).add_stats(row)
+            self.last_wall = m.get("wall", self.last_wall)
         elif kind == "epoch":
             s = self.series_of(w.backend, m["series"])
             s.epochs.append(m["epoch"])
             s.epoch_steps.append(m["step"])
             s.val_losses.append(m["val_loss"])
             s.val_accs.append(m["val_acc"])
-        elif kind == "diverged":
+        elif kind == "diverged":  # the worker stopped this series: its loss was not finite
             s = self.series_of(w.backend, m["series"])
-            s.status, s.diverged_at = "diverged", m["step"]
-            self.messages.append(f"{s.label} diverged at step {m['step']} (loss {m['loss']}); the others go on.")
+            if s.blow_up(m["step"], m["loss"], "the loss is not finite; this optimizer was stopped there"):
+                self.messages.append(s.blow_up_message())
         elif kind == "finished":
             self._end_worker(w, "stopped" if m.get("stopped") else "finished")
         elif kind == "error":
@@ -398,13 +540,23 @@ class Comparison:
             if s.backend == w.backend and s.status in ("starting", "training"):
                 s.status = status
 
-    def stop(self) -> None:
-        """End every worker process now; what they reported so far is kept."""
-        with self._lock:
+    def stop(self, grace: float = 2.0) -> None:
+        """Ask every worker to stop and take in what it did up to there (a worker answers within
+        a step); end those that do not answer within `grace` seconds. A worker that had already
+        finished keeps its "finished"; what they reported so far is kept."""
+        with self.lock:
             self.stopped = True
             for w in self.workers:
                 if not w.done:
                     w.stop.set()
+            deadline = time.monotonic() + grace
+            for w in self.workers:
+                while not w.done and time.monotonic() < deadline and w.ready:
+                    try:
+                        self._handle(w, w.queue.get(timeout=0.05))
+                    except (queue_module.Empty, EOFError, OSError):
+                        if not w.process.is_alive():
+                            break
             for w in self.workers:
                 if w.process.is_alive():
                     w.process.terminate()
@@ -419,8 +571,7 @@ class Comparison:
                 w.queue.close()
                 w.queue.cancel_join_thread()
             if self.finished_at is None:
-                self.finished_at = time.monotonic()
-            self._release()
+                self._finish()
 
     def _drain_quietly(self, w: _Worker) -> None:
         for _ in range(100000):
@@ -428,8 +579,10 @@ class Comparison:
                 message = w.queue.get_nowait()
             except Exception:
                 return
-            if message.get("type") in ("steps", "epoch", "diverged"):
+            if message.get("type") in ("steps", "epoch", "diverged", "finished"):
                 self._handle(w, message)
+                if w.done:
+                    return
 
     def _release(self) -> None:
         if self._slots:
@@ -451,14 +604,39 @@ class Comparison:
 
     def total_steps(self) -> int:
         c = self.config
-        return c.steps_2d if c.kind == "2d" else c.epochs * c.steps_per_epoch
+        return c.steps_2d if c.task_facts.is_2d else c.epochs * c.steps_per_epoch
 
-    def progress(self) -> float:
-        """The fraction of steps done by the slowest series still training (all done: 1)."""
+    def steps_done(self) -> int:
+        """The step the slowest series still training has reached (none training: the furthest)."""
         going = [s.steps[-1] if s.steps else 0 for s in self.series if s.status in ("starting", "training")]
         if not going:
             going = [max((s.steps[-1] if s.steps else 0) for s in self.series)] if self.series else [0]
-        return min(1.0, min(going) / max(1, self.total_steps()))
+        return min(going)
+
+    def progress(self) -> float:
+        """The fraction of steps done by the slowest series still training (all done: 1)."""
+        return min(1.0, self.steps_done() / max(1, self.total_steps()))
+
+    def finished_before_stop(self) -> bool:
+        """Stop was asked for, but every worker had already finished its steps."""
+        return self.stopped and not any(s.status == "stopped" for s in self.series)
+
+    def backend_difference(self) -> Optional[tuple[float, int]]:
+        """Several backends: the largest |loss difference| between backends of one optimizer
+        at one step, and that step (None with one backend or no common step)."""
+        if len(self.config.backends) < 2:
+            return None
+        best: Optional[tuple[float, int]] = None
+        for i in range(len(self.config.optimizers)):
+            by_backend = [dict(zip(s.steps, s.losses)) for s in self.series if s.optimizer == i]
+            common = set.intersection(*(set(d) for d in by_backend)) if by_backend else set()
+            for step in common:
+                values = [d[step] for d in by_backend]
+                if all(math.isfinite(v) for v in values):
+                    diff = max(values) - min(values)
+                    if best is None or diff > best[0]:
+                        best = (diff, step)
+        return best
 
     def summary(self) -> list[dict]:
         rows = []
@@ -474,24 +652,141 @@ class Comparison:
                     "best val acc": max(s.val_accs) if s.val_accs else None,
                     "final val loss": s.val_losses[-1] if s.val_losses else None,
                     "ms/step": s.time_per_step_ms(),
-                    "diverged at step": s.diverged_at,
+                    "blown up at step": s.blown_up_at,
                 }
             )
         return rows
 
+    def describe(self) -> dict:
+        """The run's full configuration and outcome, as the bundle's config.json holds it."""
+        return {
+            "format": BUNDLE_FORMAT,
+            "run_id": self.run_id,
+            "created": self.created,
+            "config": self.config.to_json(),
+            "versions": versions(),
+            "blowup_rule": BLOWUP_RULE,
+            "stopped": self.stopped,
+            "messages": list(self.messages),
+            "summary": self.summary(),
+        }
+
     def write_csv(self, path: str) -> str:
-        """Every recorded number, one row per (series, step) and per (series, epoch)."""
+        """Every recorded number, one row per (series, step) and per (series, epoch), after one
+        line starting with `#` that carries the full configuration as JSON (read the CSV with
+        comment="#", or skip that line)."""
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w", newline="") as f:
+            f.write("# keras-adaptive run " + json.dumps(self.describe(), default=str) + "\n")
             out = csv.writer(f)
-            out.writerow(["optimizer", "backend", "record", "step", "epoch", "time_s", "loss", *STATS,
-                          "x", "y", "val_loss", "val_acc"])
+            out.writerow(CSV_COLUMNS)
             for s in self.series:
                 stats = [dict(zip(*s.stats[name])) for name in STATS]
                 for j, step in enumerate(s.steps):
                     xy = (s.xs[j], s.ys[j]) if j < len(s.xs) else ("", "")
-                    out.writerow([s.label, s.backend, "step", step, "", f"{s.times[j]:.6f}", repr(s.losses[j]),
-                                  *(by_step.get(step, "") for by_step in stats), *xy, "", ""])
+                    out.writerow([s.label, s.backend, s.optimizer, "step", step, "", f"{s.times[j]:.6f}",
+                                  repr(s.losses[j]), *(by_step.get(step, "") for by_step in stats), *xy, "", ""])
                 for epoch, step, vl, va in zip(s.epochs, s.epoch_steps, s.val_losses, s.val_accs):
-                    out.writerow([s.label, s.backend, "epoch", step, epoch, "", "", *[""] * len(STATS), "", "", vl, va])
+                    out.writerow([s.label, s.backend, s.optimizer, "epoch", step, epoch, "", "", *[""] * len(STATS),
+                                  "", "", vl, va])
         return path
+
+    def save_bundle(self, folder: str) -> str:
+        """The run bundle: `<folder>/<run_id>/config.json` (full configuration and outcome) and
+        `records.csv` (every record). Returns the bundle's directory."""
+        path = os.path.join(folder, self.run_id)
+        os.makedirs(path, exist_ok=True)
+        self.write_csv(os.path.join(path, RECORDS_FILE))
+        with open(os.path.join(path, CONFIG_FILE), "w") as f:
+            json.dump(self.describe(), f, indent=1, default=str)
+        return path
+
+
+CSV_COLUMNS = ["optimizer", "backend", "series", "record", "step", "epoch", "time_s", "loss", *STATS,
+               "x", "y", "val_loss", "val_acc"]
+CONFIG_FILE, RECORDS_FILE = "config.json", "records.csv"
+_RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def is_run_id(text: str) -> bool:
+    return bool(_RUN_ID.match(str(text)))
+
+
+def versions() -> dict:
+    """Versions of the packages a run depends on (from their metadata: nothing is imported)."""
+    from importlib import metadata
+
+    found = {}
+    for name in ("keras-adaptive", "keras", "tensorflow-cpu", "tensorflow", "jax", "jaxlib", "torch", "numpy",
+                 "gradio"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def load_bundle(path: str) -> Comparison:
+    """A finished comparison read back from a run bundle (a directory with config.json and
+    records.csv, as `save_bundle` writes). ValueError says what is wrong with it."""
+    try:
+        with open(os.path.join(path, CONFIG_FILE)) as f:
+            meta = json.load(f)
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise ValueError(f"not a {BUNDLE_FORMAT} bundle (format {meta.get('format')!r})")
+        config = RunConfig.from_json(meta["config"])
+        comparison = Comparison(config, run_id=meta.get("run_id"))
+        comparison.created = meta.get("created", "")
+        comparison.stopped = bool(meta.get("stopped"))
+        comparison.messages = list(meta.get("messages", []))
+        with open(os.path.join(path, RECORDS_FILE), newline="") as f:
+            rows = csv.DictReader(line for line in f if not line.startswith("#"))
+            for r in rows:
+                s = comparison.series_of(r["backend"], int(r["series"]))
+                step = int(r["step"])
+                if r["record"] == "step":
+                    row = {"step": step, "time": float(r["time_s"]), "loss": float(r["loss"])}
+                    if r["x"] != "":
+                        row.update(x=float(r["x"]), y=float(r["y"]))
+                    s.add_step(row)
+                    s.add_stats({"step": step, **{n: float(r[n]) for n in STATS if r[n] != ""}})
+                else:
+                    s.epochs.append(int(r["epoch"]))
+                    s.epoch_steps.append(step)
+                    s.val_losses.append(float(r["val_loss"]))
+                    s.val_accs.append(float(r["val_acc"]))
+    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as error:
+        raise ValueError(f"Cannot read the run bundle {os.path.basename(path)!r}: {error}") from None
+    for s, row in zip(comparison.series, meta.get("summary", [])):
+        s.status = row.get("status", "finished")
+        if row.get("blown up at step") is not None and s.blown_up_at is None:
+            s.blown_up_at = row["blown up at step"]
+    comparison.finished_at = comparison.started_at = 0.0
+    return comparison
+
+
+def config_text(comparison: Comparison) -> str:
+    """The run's full configuration in a few lines: task and run settings, every optimizer
+    with every hyperparameter, package versions (the PNGs carry it)."""
+    d = comparison.config.to_json()
+    facts = comparison.config.task_facts
+    run = [f"task {d['task']} ({d['task_description']})", f"backends {', '.join(d['backends'])}"]
+    if facts.is_2d:
+        run.append(f"{d['steps']} steps")
+    else:
+        run.append(f"{d['epochs']} epochs × {d['steps_per_epoch']} steps, batch size {d['batch_size']}")
+    run.append(f"seed {d['seed']}")
+    if d["cell"]:
+        run.append(f"cell {d['cell']}")
+    if d["seq_len"]:
+        run.append(f"sequence length {d['seq_len']}")
+    lines = [f"run {comparison.run_id} · " + " · ".join(run)]
+    for o in d["optimizers"]:
+        values = ", ".join(f"{k}={hyperparams.format_number(v)}" for k, v in o["hyperparameters"].items())
+        lines.append(f"{o['label']}: {o['key']}({values})")
+    lines.append(", ".join(f"{k} {v}" for k, v in versions().items()))
+    return "\n".join(lines)

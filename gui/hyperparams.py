@@ -233,11 +233,15 @@ def make(key: str, kwargs: dict) -> Any:
 
 
 def describe(key: str, kwargs: dict) -> str:
-    """A short label: the key and the hyperparameters that differ from its defaults."""
+    """A short label: the key, its learning rate (even at its default: it is what people compare
+    first), and the other hyperparameters that differ from its defaults."""
     entry = catalog()[resolve_key(key)]
     defaults = {p.name: p.default for p in entry.params}
+    values = {"learning_rate": defaults["learning_rate"]} if "learning_rate" in defaults else {}
+    values.update(kwargs)
     changed = [
-        f"{name}={format_number(value)}" for name, value in kwargs.items() if name in defaults and value != defaults[name]
+        f"{name}={format_number(value)}" for name, value in values.items()
+        if name in defaults and (value != defaults[name] or name == "learning_rate")
     ]
     return f"{entry.key} ({', '.join(changed)})" if changed else entry.key
 
@@ -270,3 +274,48 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     name, raw = split_spec(spec)
     key = resolve_key(name)
     return key, build_kwargs(key, raw, where=f"{key}: ")
+
+
+def full_kwargs(key: str, kwargs: dict) -> dict:
+    """Every hyperparameter of optimizer `key`: its defaults, updated with `kwargs`."""
+    entry = catalog()[resolve_key(key)]
+    values = {p.name: p.default for p in entry.params}
+    values.update(kwargs)
+    return values
+
+
+def summary_line(key: str) -> str:
+    """The first line of the optimizer's docstring (the page's one-line explanation)."""
+    doc = inspect.getdoc(catalog()[resolve_key(key)].cls) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+@functools.lru_cache(maxsize=None)
+def param_help(key: str, name: str) -> str:
+    """What the optimizer's docstring says of argument `name` (its `Args:` entry, joined), or ""."""
+    doc = inspect.getdoc(catalog()[resolve_key(key)].cls) or ""
+    lines = doc.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Args:")
+    except StopIteration:
+        return ""
+    found: list[str] = []
+    indent = None
+    for line in lines[start + 1:]:
+        if not line.strip():
+            if found:
+                break
+            continue
+        depth = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = depth
+        if depth < indent:
+            break
+        if depth == indent:
+            if found:
+                break
+            if line.strip().startswith(f"{name}:"):
+                found.append(line.strip()[len(name) + 1:].strip())
+        elif found:
+            found.append(line.strip())
+    return " ".join(found)

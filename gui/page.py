@@ -1,8 +1,11 @@
 """The Gradio page: layout and wiring only. Widgets come from `hyperparams.catalog()`,
-training from `engine.Comparison`, figures from `plots`.
+training from `engine.Comparison.run` (the one loop the command line uses too), charts
+from `charts`, run bundles from `history`.
 
 Each browser session (Gradio's `session_hash`) has its own `Session`; a new run, Stop,
-or closing the page ends that session's workers and no one else's.
+or closing the page ends that session's workers and no one else's. A visitor's runs are
+kept on disk under an id stored in that browser (`gr.BrowserState`), so a reload, or a
+restarted server, shows the same browser its own runs and nobody else's.
 """
 
 from __future__ import annotations
@@ -17,20 +20,35 @@ from typing import Any, Iterator, Optional
 
 import gradio as gr
 
-from keras_adaptive_gui import engine, hyperparams, plots, tasks
+from keras_adaptive_gui import charts, engine, history, hyperparams, tasks
 
 SLOTS = 6
 NONE = "(none)"
-FRAME_SECONDS = 0.5
+FRAME_SECONDS = 0.2
 SUMMARY_COLUMNS = ["optimizer", "backend", "status", "steps", "final loss", "best val acc", "final val loss",
-                   "ms/step", "diverged at step"]
+                   "ms/step", "blown up at step"]
 
 CSS = """
-#plot svg { width: 100%; height: auto; display: block; }
-#plot { min-height: 120px; }
 #status { min-height: 2.5em; }
 .slot-name input { font-weight: 600; }
+#summary { overflow-x: auto; }
 """
+
+INTRO = """Train several optimizers side by side (same initial weights, same batches, same order) and watch them
+live. Hover a chart to read a value, drag to zoom (double-click to reset), click a legend entry to hide or show
+that series in every panel. Each run is kept in **Earlier runs** below, for this browser only: tick one to lay
+it over the current chart."""
+
+PANEL_HELP = """- **Training loss per step**: the loss of each training batch before its update (not a running mean).
+  Smoothing draws TensorBoard's debiased moving average over it, the raw curve faint.
+- **Validation loss / accuracy**: on 1,000 held-out examples after each epoch.
+- **Median effective learning rate**: the weighted median over the weights of the step size the optimizer
+  applies to a unit gradient, alpha / denominator (for SGD just alpha). Keras' built-ins do not expose it.
+- **Update / weight size** ‖Δw‖/‖w‖: how large each step is next to the weights (around 1e-3 is typical).
+- **Gradient norm** ‖g‖: the norm of the gradient the step applied, over all weights.
+- **Blown up**: {rule}; its curve is marked with ✖ and the loss axis keeps the other curves readable.
+- **`epsilon_placement`**: whether epsilon goes inside the square root, 1/√(v + ε), or outside, 1/(√v + ε):
+  with a large epsilon the two differ noticeably."""
 
 # Each preset: (title, task to switch to or None, [(optimizer, {hyperparameter: value})]).
 PRESETS = [
@@ -70,12 +88,43 @@ PRESETS = [
     ]),
 ]
 
+# Download PNG runs in the browser: plotly.js draws the chart as it is on the screen (scale,
+# smoothing, x axis, zoom, series hidden from the legend) with the run's full configuration
+# (the figure's layout.meta) written above it.
+PNG_JS = """
+() => {
+  const gd = document.querySelector('#plot .js-plotly-plot');
+  if (!gd || !window.Plotly || !gd.data || !gd.data.length) { return; }
+  const meta = (gd.layout && gd.layout.meta) || {};
+  const lines = String(meta.config || '').split('\\n');
+  const extra = 15 * lines.length + 16;
+  const layout = JSON.parse(JSON.stringify(gd.layout));
+  const width = gd.offsetWidth, height = gd.offsetHeight + extra;
+  layout.width = width; layout.height = height; layout.autosize = false;
+  layout.margin = Object.assign({}, layout.margin);
+  layout.margin.t = (layout.margin.t || 60) + extra;
+  layout.title = Object.assign({}, layout.title, {y: 1 - 6 / height, yanchor: 'top', yref: 'container'});
+  layout.annotations = (layout.annotations || []).concat([{
+    text: lines.join('<br>'), xref: 'paper', yref: 'paper', x: 0, y: 1, xanchor: 'left', yanchor: 'bottom',
+    yshift: 24, align: 'left', showarrow: false, font: {size: 10, color: '#333'}}]);
+  window.Plotly.toImage({data: gd.data, layout: layout}, {format: 'png', width: width, height: height})
+    .then(url => {
+      const a = document.createElement('a');
+      a.href = url; a.download = meta.filename || 'keras-adaptive.png';
+      document.body.appendChild(a); a.click(); a.remove();
+    });
+}
+"""
+
+VISITOR_JS_NOTE = "runs are kept per browser"
+
 
 @dataclass
 class Session:
     comparison: Optional[engine.Comparison] = None
-    options: plots.DisplayOptions = field(default_factory=plots.DisplayOptions)
+    options: charts.DisplayOptions = field(default_factory=charts.DisplayOptions)
     run_dir: Optional[str] = None
+    overlays: list = field(default_factory=list)  # run ids ticked in Earlier runs
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -126,15 +175,20 @@ def status_text(comparison: engine.Comparison) -> str:
         waiting = [w.backend for w in comparison.workers if not w.ready and not w.done]
         if waiting:
             lines.append(f"Starting the worker process for {', '.join(waiting)} (importing Keras takes 5-15 s)…")
-        done = int(round(comparison.progress() * total))
-        lines.append(f"**Training** on {backends}: step {done} of {total}.")
+        lines.append(f"**Training** on {backends}: step {comparison.steps_done()} of {total}.")
     else:
         elapsed = (comparison.finished_at or time.monotonic()) - (comparison.started_at or time.monotonic())
-        done = int(round(comparison.progress() * total))
-        if comparison.stopped:
-            lines.append(f"**Stopped** at step {done} of {total}; the curves so far are kept.")
+        reached = max((s.steps[-1] if s.steps else 0) for s in comparison.series)
+        if comparison.stopped and comparison.finished_before_stop():
+            lines.append(f"**Finished before Stop**: all {total} steps were done ({elapsed:.1f} s on {backends}).")
+        elif comparison.stopped:
+            lines.append(f"**Stopped** at step {reached} of {total} (the step the workers had reached); "
+                         "the curves so far are kept.")
         else:
             lines.append(f"**Finished** in {elapsed:.1f} s ({total} steps on {backends}).")
+    difference = comparison.backend_difference()
+    if difference is not None:
+        lines.append(f"Largest loss difference between the backends: **{difference[0]:.3g}** (at step {difference[1]}).")
     lines += [f"⚠ {m}" for m in comparison.messages]
     return "\n\n".join(lines)
 
@@ -144,282 +198,477 @@ def error_text(error: Exception) -> str:
     return "**Cannot start the run:**\n\n" + "\n".join(f"- {p}" for p in problems)
 
 
-def render(comparison: engine.Comparison, options: plots.DisplayOptions) -> str:
-    if not any(s.steps for s in comparison.series):
-        return plots.placeholder("Waiting for the first steps…")
-    return plots.to_svg(plots.figure(comparison, options))
-
-
-def write_downloads(session: Session) -> tuple[str, str]:
-    """The run's own files, in its own directory: the CSV and the PNG of the figure."""
-    comparison = session.comparison
-    if session.run_dir is None:
-        session.run_dir = tempfile.mkdtemp(prefix="keras-adaptive-run-")
-    name = f"{comparison.config.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    csv_path = comparison.write_csv(os.path.join(session.run_dir, name + ".csv"))
-    png_path = plots.save_png(plots.figure(comparison, session.options), os.path.join(session.run_dir, name + ".png"))
-    return csv_path, png_path
+def config_text(comparison: engine.Comparison, options: charts.DisplayOptions) -> str:
+    """The run's full configuration in a few lines, and the display options (written above the PNG)."""
+    return engine.config_text(comparison) + "\n" + options.describe()
 
 
 # --- the page -----------------------------------------------------------------------
 
 
+@dataclass
+class RunSettings:
+    task: Any
+    cell: Any
+    seq_len: Any
+    epochs: Any
+    steps_per_epoch: Any
+    batch_size: Any
+    steps_2d: Any
+    seed: Any
+    backend: Any
+    compare_backends: Any
+    preset: Any
+    slots: list  # per slot: (name dropdown, {param: widget}, accordion)
+
+    def inputs(self) -> list:
+        return [self.task, self.cell, self.seq_len, self.epochs, self.steps_per_epoch, self.batch_size,
+                self.steps_2d, self.seed, self.backend, self.compare_backends]
+
+    def slot_inputs(self) -> list:
+        return [c for name, widgets, _ in self.slots for c in (name, *widgets.values())]
+
+
+@dataclass
+class ChartArea:
+    train: Any
+    stop: Any
+    status: Any
+    plot: Any
+    log_scale: Any
+    smoothing: Any
+    x_axis: Any
+    summary: Any
+    csv: Any
+    png: Any
+
+    def display_inputs(self) -> list:
+        return [self.log_scale, self.smoothing, self.x_axis]
+
+
+@dataclass
+class HistoryPanel:
+    visitor: Any
+    runs: Any
+    delete: Any
+    bundle: Any
+    note: Any
+
+
 def build(mnist_path: Optional[str], data_source: str, default_backend: str = "tensorflow",
-          limits: engine.Limits = engine.LIMITS) -> gr.Blocks:
+          limits: engine.Limits = engine.LIMITS, results_dir: str = "results") -> gr.Blocks:
     catalog = hyperparams.catalog()
-    param_names = hyperparams.all_param_names()
     sessions = Sessions()
+    store = history.Store(results_dir)
     if default_backend not in engine.BACKENDS:
         default_backend = "tensorflow"
-
     with gr.Blocks(title="keras-adaptive: compare optimizers") as demo:
-        gr.Markdown(
-            "# keras-adaptive — compare optimizers live\n"
-            f"**Data:** {data_source}.  \n"
-            f"**Limits:** {limits.describe()}."
-        )
+        _header(data_source, limits)
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=380):
-                task = gr.Dropdown(
-                    [(f"{t.name} — {t.description}", t.name) for t in tasks.TASKS.values()],
-                    value="mnist-mlp", label="Task", elem_id="task",
-                )
-                with gr.Row():
-                    cell = gr.Radio(list(tasks.CELLS), value="LSTM", label="Recurrent cell", visible=False, elem_id="cell")
-                    seq_len = gr.Number(30, label="Sequence length", precision=0, visible=False, elem_id="seq-len")
-                with gr.Row():
-                    epochs = gr.Number(2, label="Epochs", elem_id="epochs", min_width=90)
-                    steps_per_epoch = gr.Number(50, label="Steps per epoch", elem_id="steps-per-epoch", min_width=90)
-                    batch_size = gr.Number(64, label="Batch size", elem_id="batch-size", min_width=90)
-                    steps_2d = gr.Number(300, label="Steps", visible=False, elem_id="steps-2d", min_width=90)
-                    seed = gr.Number(0, label="Seed", elem_id="seed", min_width=90)
-                with gr.Row():
-                    backend = gr.Radio(list(engine.BACKENDS), value=default_backend, label="Backend", elem_id="backend")
-                    compare_backends = gr.Checkbox(
-                        False, label="Compare backends (the first optimizer on all three)", elem_id="compare-backends"
-                    )
-                preset = gr.Dropdown(
-                    [p[0] for p in PRESETS], value=None, label="Preset (sets the optimizers below)", elem_id="preset"
-                )
-                slots = []  # per slot: (name dropdown, {param: widget}, accordion)
-                choices = [NONE] + list(catalog)
-                defaults = ["adam", "rmsprop"] + [NONE] * (SLOTS - 2)
-                for i in range(SLOTS):
-                    entry = catalog.get(defaults[i])
-                    with gr.Group():
-                        with gr.Row():
-                            name = gr.Dropdown(choices, value=defaults[i], label=f"Optimizer {i + 1}",
-                                               elem_id=f"opt{i + 1}-name", elem_classes="slot-name", scale=3)
-                            widgets = {"learning_rate": _widget("learning_rate", entry, i)}
-                        with gr.Accordion("more hyperparameters", open=False, visible=entry is not None) as more:
-                            for p in param_names:
-                                if p != "learning_rate":
-                                    widgets[p] = _widget(p, entry, i)
-                    slots.append((name, widgets, more))
+                settings = _run_settings(catalog, default_backend)
             with gr.Column(scale=7):
-                with gr.Row():
-                    train_button = gr.Button("Train", variant="primary", elem_id="train")
-                    stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-                status = gr.Markdown("Choose optimizers and press **Train**.", elem_id="status")
-                plot = gr.HTML(plots.placeholder("The curves appear here while training runs."), elem_id="plot")
-                with gr.Row():
-                    log_scale = gr.Checkbox(False, label="Log-scale loss", elem_id="log-scale")
-                    smoothing = gr.Slider(0, 0.99, value=0, step=0.01, label="Smoothing (raw curve stays faint)",
-                                          elem_id="smoothing")
-                    x_axis = gr.Radio([("step", "step"), ("wall-clock time", "time")], value="step",
-                                      label="x axis", elem_id="x-axis")
-                summary = gr.Dataframe(headers=SUMMARY_COLUMNS, value=[], label="Summary", interactive=False,
-                                       elem_id="summary", wrap=False)
-                with gr.Row():
-                    csv_button = gr.DownloadButton("Download CSV", interactive=False, elem_id="download-csv")
-                    png_button = gr.DownloadButton("Download PNG", interactive=False, elem_id="download-png")
+                area = _chart_area()
+                panel = _history_panel(store)
+        _wire_settings(settings, area, catalog)
+        _wire_training(demo, settings, area, panel, sessions, store, catalog, mnist_path, limits)
+        _wire_history(demo, settings, area, panel, sessions, store)
+        _api(sessions, mnist_path, limits, default_backend)
+        demo.unload(sessions.close)
+    return demo
 
-        # --- wiring: task and optimizer widgets -------------------------------------
 
-        def on_task(name: str):
-            kind = tasks.TASKS[name].kind if name in tasks.TASKS else "classify"
-            recurrent = name in ("mnist-rnn", "adding")
-            model = kind != "2d"
-            return (gr.update(visible=recurrent), gr.update(visible=name == "adding"), gr.update(visible=model),
-                    gr.update(visible=model), gr.update(visible=model), gr.update(visible=not model))
+def _header(data_source: str, limits: engine.Limits) -> None:
+    gr.Markdown(
+        "# keras-adaptive — compare optimizers live\n"
+        f"{INTRO}\n\n"
+        f"**Data:** {data_source}.  \n"
+        f"**Limits:** {limits.describe()}."
+    )
+    with gr.Accordion("What the panels and settings mean", open=False):
+        gr.Markdown(PANEL_HELP.format(rule=engine.BLOWUP_RULE))
 
-        task.change(on_task, task, [cell, seq_len, epochs, steps_per_epoch, batch_size, steps_2d],
-                    api_visibility="private")
 
-        for name, widgets, more in slots:
-            def on_optimizer(key: str, widgets=widgets):
-                return _slot_updates(key, widgets, {})
+def _run_settings(catalog: dict, default_backend: str) -> RunSettings:
+    task = gr.Dropdown(
+        [(f"{t.name} — {t.description}", t.name) for t in tasks.TASKS.values()],
+        value="mnist-mlp", label="Task", elem_id="task",
+    )
+    with gr.Row():
+        cell = gr.Radio(list(tasks.CELLS), value="LSTM", label="Recurrent cell", visible=False, elem_id="cell")
+        seq_len = gr.Number(30, label="Sequence length", precision=0, visible=False, elem_id="seq-len")
+    with gr.Row():
+        epochs = gr.Number(2, label="Epochs", elem_id="epochs", min_width=90)
+        steps_per_epoch = gr.Number(50, label="Steps per epoch", elem_id="steps-per-epoch", min_width=90)
+        batch_size = gr.Number(64, label="Batch size", elem_id="batch-size", min_width=90)
+        steps_2d = gr.Number(300, label="Steps", visible=False, elem_id="steps-2d", min_width=90)
+        seed = gr.Number(0, label="Seed", elem_id="seed", min_width=90)
+    with gr.Row():
+        backend = gr.Radio(list(engine.BACKENDS), value=default_backend, label="Backend", elem_id="backend")
+        compare_backends = gr.Checkbox(
+            False, label="Compare backends (the first optimizer on all three)", elem_id="compare-backends"
+        )
+    preset = gr.Dropdown([p[0] for p in PRESETS], value=None, label="Preset (sets the optimizers below)",
+                         elem_id="preset")
+    slots = _optimizer_slots(catalog)
+    return RunSettings(task, cell, seq_len, epochs, steps_per_epoch, batch_size, steps_2d, seed, backend,
+                       compare_backends, preset, slots)
 
-            name.input(on_optimizer, name, [*widgets.values(), more], api_visibility="private")
 
-        slot_outputs = [c for name, widgets, more in slots for c in (name, *widgets.values(), more)]
+def _optimizer_slots(catalog: dict) -> list:
+    param_names = hyperparams.all_param_names()
+    slots = []
+    choices = [NONE] + list(catalog)
+    defaults = ["adam", "rmsprop"] + [NONE] * (SLOTS - 2)
+    for i in range(SLOTS):
+        entry = catalog.get(defaults[i])
+        with gr.Group():
+            with gr.Row():
+                name = gr.Dropdown(choices, value=defaults[i], label=f"Optimizer {i + 1}",
+                                   info=hyperparams.summary_line(entry.key) if entry else None,
+                                   elem_id=f"opt{i + 1}-name", elem_classes="slot-name", scale=3)
+                widgets = {"learning_rate": _widget("learning_rate", entry, i)}
+            with gr.Accordion("more hyperparameters", open=False, visible=entry is not None) as more:
+                for p in param_names:
+                    if p != "learning_rate":
+                        widgets[p] = _widget(p, entry, i)
+        slots.append((name, widgets, more))
+    return slots
 
-        def on_preset(title: str):
-            match = [p for p in PRESETS if p[0] == title]
-            if not match:
-                return [gr.skip()] * (len(slot_outputs) + 2)
-            _, preset_task, chosen = match[0]
-            updates = []
-            for i, (name, widgets, more) in enumerate(slots):
-                key, values = chosen[i] if i < len(chosen) else (NONE, {})
-                updates.append(gr.update(value=key))
-                updates += _slot_updates(key, widgets, values)
-            task_update = gr.update(value=preset_task) if preset_task else gr.skip()
-            steps_update = gr.update(value=500) if preset_task else gr.skip()
-            return [*updates, task_update, steps_update]
 
-        preset.input(on_preset, preset, [*slot_outputs, task, steps_2d], api_visibility="private")
+def _chart_area() -> ChartArea:
+    with gr.Row():
+        train = gr.Button("Train", variant="primary", elem_id="train")
+        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+    status = gr.Markdown("Choose optimizers and press **Train**.", elem_id="status")
+    plot = gr.Plot(charts.plot_data(charts.empty("The curves appear here while training runs.")),
+                   elem_id="plot", show_label=False, label="chart")
+    with gr.Row():
+        log_scale = gr.Checkbox(False, label="Log-scale loss", elem_id="log-scale")
+        smoothing = gr.Slider(0, 0.99, value=0, step=0.01, label="Smoothing (raw curve stays faint)",
+                              elem_id="smoothing")
+        x_axis = gr.Radio([("step", "step"), ("wall-clock time", "time")], value="step", label="x axis",
+                          elem_id="x-axis")
+    summary = gr.Dataframe(headers=SUMMARY_COLUMNS, value=[], label="Summary", interactive=False,
+                           elem_id="summary", wrap=True,
+                           column_widths=["26%", "9%", "10%", "7%", "9%", "9%", "9%", "9%", "12%"])
+    with gr.Row():
+        csv = gr.DownloadButton("Download CSV", interactive=False, elem_id="download-csv")
+        png = gr.Button("Download PNG (the chart as shown)", interactive=False, elem_id="download-png")
+    return ChartArea(train, stop, status, plot, log_scale, smoothing, x_axis, summary, csv, png)
 
-        # --- wiring: training ------------------------------------------------------------
 
-        slot_inputs = [c for name, widgets, _ in slots for c in (name, *widgets.values())]
-        per_slot = 1 + len(param_names)
+def _history_panel(store: "history.Store") -> HistoryPanel:
+    visitor = gr.BrowserState("", storage_key="keras-adaptive-visitor", secret=store.secret())
+    with gr.Accordion("Earlier runs (this browser's)", open=True):
+        runs = gr.CheckboxGroup([], value=[], label="Tick a run to lay it over the chart (same task)",
+                                elem_id="runs")
+        with gr.Row():
+            delete = gr.Button("Delete the ticked runs", elem_id="delete-runs", size="sm")
+        bundle = gr.File(file_count="multiple", file_types=[".json", ".csv"], type="filepath",
+                         label="Open a run bundle (its config.json and records.csv, e.g. from keras-adaptive compare)",
+                         elem_id="open-bundle")
+        note = gr.Markdown("", elem_id="history-note")
+    return HistoryPanel(visitor, runs, delete, bundle, note)
 
-        run_inputs = [task, cell, seq_len, epochs, steps_per_epoch, batch_size, steps_2d, seed, backend,
-                      compare_backends, log_scale, smoothing, x_axis, *slot_inputs]
 
-        def train(values: dict, request: gr.Request) -> Iterator:
-            (task_name, cell_name, seq, n_epochs, n_steps, n_batch, n_steps_2d, seed_value, backend_name,
-             all_backends, log_value, smoothing_value, x_axis_value, *slot_values) = [values[c] for c in run_inputs]
-            session = sessions.get(request)
-            session.options = plots.DisplayOptions(bool(log_value), float(smoothing_value or 0), x_axis_value)
-            chosen = []
-            for i in range(SLOTS):
-                values = slot_values[i * per_slot:(i + 1) * per_slot]
-                key = values[0]
-                if not key or key == NONE:
-                    continue
-                if key not in catalog:
-                    chosen.append((str(key), {}))
-                    continue
-                raw = dict(zip(param_names, values[1:]))
-                chosen.append((key, {p: raw[p] for p in catalog[key].param_names}))
-            note = ""
-            if all_backends:
-                backends = list(engine.BACKENDS)
-                if len(chosen) > 1:
-                    note = f"Compare backends runs the first optimizer only ({chosen[0][0]})."
-                    chosen = chosen[:1]
-            else:
-                backends = [backend_name]
+# --- wiring ---------------------------------------------------------------------------
+
+
+def _wire_settings(settings: RunSettings, area: ChartArea, catalog: dict) -> None:
+    s = settings
+
+    def on_task(name: str):
+        facts = tasks.TASKS.get(name, tasks.TASKS["mnist-mlp"])
+        model = not facts.is_2d
+        cleared = charts.plot_data(charts.empty(f"Task {name}: press Train to run it."))
+        return (gr.update(visible=facts.uses_cell), gr.update(visible=facts.uses_seq_len), gr.update(visible=model),
+                gr.update(visible=model), gr.update(visible=model), gr.update(visible=not model),
+                cleared, [], gr.update(value=None, interactive=False), gr.update(interactive=False))
+
+    s.task.change(on_task, s.task, [s.cell, s.seq_len, s.epochs, s.steps_per_epoch, s.batch_size, s.steps_2d,
+                                    area.plot, area.summary, area.csv, area.png], api_visibility="private")
+
+    def on_compare_backends(on: bool):
+        # Compare backends runs the first optimizer on all three: the backend and slots 2-6 do not count.
+        updates = [gr.update(interactive=not on)]
+        for name, widgets, _ in s.slots[1:]:
+            updates += [gr.update(interactive=not on), gr.update(interactive=not on)]
+        return updates
+
+    compare_outputs = [s.backend] + [c for name, widgets, _ in s.slots[1:] for c in (name, widgets["learning_rate"])]
+    s.compare_backends.change(on_compare_backends, s.compare_backends, compare_outputs, api_visibility="private")
+
+    for name, widgets, more in s.slots:
+        def on_optimizer(key: str, widgets=widgets):
+            return [gr.update(info=hyperparams.summary_line(key) if key in catalog else ""),
+                    *_slot_updates(key, widgets, {})]
+
+        name.input(on_optimizer, name, [name, *widgets.values(), more], api_visibility="private")
+
+    slot_outputs = [c for name, widgets, more in s.slots for c in (name, *widgets.values(), more)]
+
+    def on_preset(title: str):
+        match = [p for p in PRESETS if p[0] == title]
+        if not match:
+            return [gr.skip()] * (len(slot_outputs) + 2)
+        _, preset_task, chosen = match[0]
+        updates = []
+        for i, (name, widgets, more) in enumerate(s.slots):
+            key, values = chosen[i] if i < len(chosen) else (NONE, {})
+            updates.append(gr.update(value=key, info=hyperparams.summary_line(key) if key in catalog else ""))
+            updates += _slot_updates(key, widgets, values)
+        task_update = gr.update(value=preset_task) if preset_task else gr.skip()
+        steps_update = gr.update(value=500) if preset_task else gr.skip()
+        return [*updates, task_update, steps_update]
+
+    s.preset.input(on_preset, s.preset, [*slot_outputs, s.task, s.steps_2d], api_visibility="private")
+
+
+def _chosen_optimizers(slot_values: list, catalog: dict) -> list:
+    param_names = hyperparams.all_param_names()
+    per_slot = 1 + len(param_names)
+    chosen = []
+    for i in range(SLOTS):
+        values = slot_values[i * per_slot:(i + 1) * per_slot]
+        key = values[0]
+        if not key or key == NONE:
+            continue
+        if key not in catalog:
+            chosen.append((str(key), {}))
+            continue
+        raw = dict(zip(param_names, values[1:]))
+        chosen.append((key, {p: raw[p] for p in catalog[key].param_names}))
+    return chosen
+
+
+def _shown(session: Session, store: "history.Store", visitor: str) -> tuple[list, str]:
+    """The runs to draw: the session's current one, then the ticked earlier runs of the same task."""
+    current = session.comparison
+    runs = [charts.Shown(current)] if current is not None else []
+    skipped = []
+    for run_id in session.overlays:
+        if current is not None and run_id == current.run_id:
+            continue
+        earlier = store.load(visitor, run_id)
+        if earlier is None:
+            continue
+        if runs and earlier.config.task != runs[0].comparison.config.task:
+            skipped.append(run_id)
+            continue
+        first = sum(len(r.comparison.series) for r in runs)
+        runs.append(charts.Shown(earlier, prefix=f"[{earlier.created[11:19]}] ", dash="dot" if runs else None,
+                                 first_index=first))
+    note = f"Not laid over (another task): {', '.join(skipped)}." if skipped else ""
+    return runs, note
+
+
+def _figure(session: Session, store: "history.Store", visitor: str, note: str = "") -> Any:
+    runs, skipped = _shown(session, store, visitor)
+    if not runs:
+        return charts.plot_data(charts.empty(note or "Choose optimizers and press Train."))
+    main = runs[0].comparison
+    fig = charts.figure(runs, session.options, title=_title(main), note=note)
+    fig["layout"]["meta"] = {"config": config_text(main, session.options),
+                             "filename": f"keras-adaptive-{main.config.task}-{main.run_id}.png"}
+    return charts.plot_data(fig)
+
+
+def _title(comparison: engine.Comparison) -> str:
+    backends = comparison.config.backends
+    styles = " (solid, dashed, dotted)" if len(backends) > 1 else ""
+    return f"{comparison.config.task} on {', '.join(backends)}{styles} · run {comparison.run_id}"
+
+
+def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryPanel, sessions: Sessions,
+                   store: "history.Store", catalog: dict, mnist_path: Optional[str], limits: engine.Limits) -> None:
+    s = settings
+    run_inputs = [*s.inputs(), *area.display_inputs(), panel.visitor, *s.slot_inputs()]
+    outputs = [area.plot, area.summary, area.status, area.csv, area.png, panel.runs]
+
+    def train(values: dict, request: gr.Request) -> Iterator:
+        (task_name, cell_name, seq, n_epochs, n_steps, n_batch, n_steps_2d, seed_value, backend_name,
+         all_backends, log_value, smoothing_value, x_axis_value, visitor, *slot_values) = [values[c] for c in run_inputs]
+        session = sessions.get(request)
+        session.options = charts.DisplayOptions(bool(log_value), float(smoothing_value or 0), x_axis_value)
+        chosen = _chosen_optimizers(slot_values, catalog)
+        note = ""
+        if all_backends:
+            backends = list(engine.BACKENDS)
+            if len(chosen) > 1:
+                note = f"Compare backends runs the first optimizer only ({chosen[0][0]})."
+                chosen = chosen[:1]
+        else:
+            backends = [backend_name]
+        with session.lock:
+            if session.comparison is not None and session.comparison.running:
+                session.comparison.stop()
+            try:
+                config = engine.check_config(
+                    task_name, chosen, backends, epochs=n_epochs, steps_per_epoch=n_steps,
+                    batch_size=n_batch, steps_2d=n_steps_2d, seed=seed_value, cell=cell_name,
+                    seq_len=seq, mnist_path=mnist_path, limits=limits,
+                )
+                comparison = engine.Comparison(config, limits).start()
+            except ValueError as error:
+                yield gr.skip(), gr.skip(), error_text(error), gr.skip(), gr.skip(), gr.skip()
+                return
+            session.comparison = comparison
+        if note:
+            comparison.messages.append(note)
+        yield (_figure(session, store, visitor, "Starting the worker processes…"), [], status_text(comparison),
+               gr.update(value=None, interactive=False), gr.update(interactive=False), gr.skip())
+        # This generator is the only writer of the run's outputs, so its frames reach the page in
+        # order: Stop only ends the workers, and the loop draws the last frame.
+        frames = comparison.run(FRAME_SECONDS)
+        try:
+            for _ in frames:
+                if session.comparison is not comparison:
+                    return  # a newer run of this session owns the page now
+                with comparison.lock:  # never half of a Stop
+                    if not comparison.running:
+                        break
+                    frame = (_figure(session, store, visitor), summary_rows(comparison), status_text(comparison),
+                             gr.skip(), gr.skip(), gr.skip())
+                yield frame
+            if session.comparison is not comparison:
+                return
+            csv_path = _save(session, store, visitor)
+            yield (_figure(session, store, visitor), summary_rows(comparison), status_text(comparison),
+                   gr.update(value=csv_path, interactive=True), gr.update(interactive=True),
+                   _runs_update(store, visitor, session))
+        finally:
+            frames.close()  # a closed page: stops the workers
+
+    area.train.click(train, set(run_inputs), outputs, api_name="train", concurrency_limit=16)
+
+    def stop(request: gr.Request) -> str:
+        """Ends the session's run: the workers stop where they are; the run's own event then
+        draws its last frame, which says where they had got to."""
+        comparison = sessions.get(request).comparison
+        if comparison is None:
+            return "Nothing is running."
+        if comparison.running:
+            comparison.stop()
+        return gr.skip()  # an ended run's status already says how it ended
+
+    area.stop.click(stop, None, [area.status], api_name="stop", concurrency_limit=None)
+
+    def redraw(log_value, smoothing_value, x_axis_value, visitor, request: gr.Request):
+        session = sessions.get(request)
+        session.options = charts.DisplayOptions(bool(log_value), float(smoothing_value or 0), x_axis_value)
+        if session.comparison is None and not session.overlays:
+            return gr.skip()
+        return _figure(session, store, visitor)
+
+    for widget in area.display_inputs():
+        widget.change(redraw, [*area.display_inputs(), panel.visitor], area.plot, api_visibility="private",
+                      concurrency_limit=None)
+    area.png.click(None, None, None, js=PNG_JS)
+
+
+def _save(session: Session, store: "history.Store", visitor: str) -> str:
+    """Keep the run as a bundle in the visitor's folder; the CSV to download, named for the run."""
+    comparison = session.comparison
+    bundle = store.save(visitor, comparison)
+    if session.run_dir is None:
+        session.run_dir = tempfile.mkdtemp(prefix="keras-adaptive-run-")
+    csv_path = os.path.join(session.run_dir, f"keras-adaptive-{comparison.config.task}-{comparison.run_id}.csv")
+    shutil.copyfile(os.path.join(bundle, engine.RECORDS_FILE), csv_path)
+    return csv_path
+
+
+def _runs_update(store: "history.Store", visitor: str, session: Session) -> Any:
+    choices = store.choices(visitor)
+    ids = {value for _, value in choices}
+    session.overlays = [r for r in session.overlays if r in ids]
+    return gr.update(choices=choices, value=session.overlays)
+
+
+def _wire_history(demo, settings: RunSettings, area: ChartArea, panel: HistoryPanel, sessions: Sessions,
+                  store: "history.Store") -> None:
+    def on_load(visitor: str, request: gr.Request):
+        visitor = visitor if history.is_visitor_id(visitor) else history.new_visitor_id()
+        return visitor, _runs_update(store, visitor, sessions.get(request))
+
+    demo.load(on_load, panel.visitor, [panel.visitor, panel.runs], api_visibility="private")
+
+    def on_overlay(ticked: list, visitor: str, request: gr.Request):
+        session = sessions.get(request)
+        session.overlays = [r for r in (ticked or []) if engine.is_run_id(r)]
+        figure = _figure(session, store, visitor)
+        _, note = _shown(session, store, visitor)
+        return figure, note
+
+    panel.runs.input(on_overlay, [panel.runs, panel.visitor], [area.plot, panel.note], api_visibility="private")
+
+    def on_delete(ticked: list, visitor: str, request: gr.Request):
+        session = sessions.get(request)
+        removed = [r for r in (ticked or []) if store.delete(visitor, r)]
+        session.overlays = []
+        note = f"Deleted {len(removed)} run{'s' if len(removed) != 1 else ''}." if removed else "Tick the runs to delete."
+        return _runs_update(store, visitor, session), _figure(session, store, visitor), note
+
+    panel.delete.click(on_delete, [panel.runs, panel.visitor], [panel.runs, area.plot, panel.note],
+                       api_visibility="private")
+
+    def on_bundle(paths: list, visitor: str, request: gr.Request):
+        session = sessions.get(request)
+        if not paths:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        try:
+            run_id = store.open(visitor, paths)
+        except ValueError as error:
+            return gr.skip(), gr.skip(), f"⚠ {error}", gr.skip(), gr.skip()
+        session.overlays = [run_id] if session.comparison is None else session.overlays + [run_id]
+        earlier = store.load(visitor, run_id)
+        current = session.comparison
+        if current is not None and not current.running and earlier.config.task != current.config.task:
+            session.comparison = None  # show the opened run: it is of another task
+        if session.comparison is None:
+            session.comparison = earlier
+        shown = session.comparison
+        status = (f"Showing run **{shown.run_id}** ({shown.config.task}, {shown.created}) from the history."
+                  if shown is earlier else gr.skip())
+        return (_runs_update(store, visitor, session), _figure(session, store, visitor),
+                f"Opened run {run_id} ({earlier.config.task}).", summary_rows(shown), status)
+
+    panel.bundle.upload(on_bundle, [panel.bundle, panel.visitor],
+                        [panel.runs, area.plot, panel.note, area.summary, area.status], api_visibility="private")
+
+
+def _api(sessions: Sessions, mnist_path: Optional[str], limits: engine.Limits, default_backend: str) -> None:
+    """The API: one call with the command line's optimizer syntax."""
+
+    def compare(task: str = "mnist-mlp", optimizers: str = "adam,rmsprop", backend: str = default_backend,
+                epochs: int = 1, steps_per_epoch: int = 20, batch_size: int = 64, steps_2d: int = 100,
+                seed: int = 0, request: gr.Request = None) -> Iterator[dict]:
+        """Train `optimizers` (comma-separated, e.g. "adam,rmsprop:learning_rate=0.01:centered=true")
+        on `task` with `backend` ("tensorflow", "jax", "torch" or "all"); yields progress dicts
+        {"status", "running", "summary"} while training runs."""
+        session = sessions.get(request)
+        try:
+            chosen = hyperparams.split_spec_list(optimizers)
+            backends = list(engine.BACKENDS) if backend == "all" else [backend]
+            config = engine.check_config(task, chosen, backends, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                                         batch_size=batch_size, steps_2d=steps_2d, seed=seed,
+                                         mnist_path=mnist_path, limits=limits)
             with session.lock:
                 if session.comparison is not None and session.comparison.running:
                     session.comparison.stop()
-                try:
-                    config = engine.check_config(
-                        task_name, chosen, backends, epochs=n_epochs, steps_per_epoch=n_steps,
-                        batch_size=n_batch, steps_2d=n_steps_2d, seed=seed_value, cell=cell_name,
-                        seq_len=seq, mnist_path=mnist_path, limits=limits,
-                    )
-                    comparison = engine.Comparison(config, limits).start()
-                except ValueError as error:
-                    yield gr.skip(), gr.skip(), error_text(error), gr.skip(), gr.skip()
-                    return
+                comparison = engine.Comparison(config, limits).start()
                 session.comparison = comparison
-            if note:
-                comparison.messages.append(note)
-            # A fresh plot for the new run, downloads off until it has written its files.
-            yield (plots.placeholder("Starting the worker processes…"), [], status_text(comparison),
-                   gr.update(value=None, interactive=False), gr.update(value=None, interactive=False))
-            # This generator is the only writer of the run's outputs, so its frames reach the page in
-            # order: Stop only ends the workers, and the loop below draws the last frame (a frame
-            # sent by another event could be overtaken by one of these already on its way).
-            try:
-                drawn, last = -1, 0.0
-                while comparison.running:
-                    comparison.poll()
-                    count = sum(len(s.steps) + len(s.epochs) for s in comparison.series)
-                    now = time.monotonic()
-                    if count != drawn and now - last >= FRAME_SECONDS:
-                        drawn, last = count, now
-                        # Frames of a running comparison only (under its lock: never half of a Stop);
-                        # the last frame, below, is the one that says how the run ended.
-                        with comparison._lock:
-                            if not comparison.running:
-                                break
-                            frame = (render(comparison, session.options), summary_rows(comparison),
-                                     status_text(comparison), gr.skip(), gr.skip())
-                        yield frame
-                    else:
-                        time.sleep(0.05)
-                if session.comparison is not comparison:
-                    return  # a newer run of this session owns the page now
-                csv_path, png_path = write_downloads(session)
-                yield (render(comparison, session.options), summary_rows(comparison), status_text(comparison),
-                       gr.update(value=csv_path, interactive=True), gr.update(value=png_path, interactive=True))
-            finally:
-                if comparison.running:  # the page was closed
-                    comparison.stop()
+        except ValueError as error:
+            yield {"status": error_text(error), "running": False, "error": str(error), "summary": []}
+            return
+        frames = comparison.run(0.5)
+        try:
+            for c in frames:
+                yield {"status": status_text(c), "running": c.running, "summary": c.summary()}
+        finally:
+            frames.close()
 
-        train_button.click(
-            train,
-            set(run_inputs),
-            [plot, summary, status, csv_button, png_button],
-            api_name="train", concurrency_limit=16,
-        )
-
-        def stop(request: gr.Request) -> str:
-            """Ends the session's run at once; the run's own event then draws its last frame."""
-            comparison = sessions.get(request).comparison
-            if comparison is None:
-                return "Nothing is running."
-            comparison.stop()
-            return gr.skip()
-
-        stop_button.click(stop, None, [status], api_name="stop", concurrency_limit=None)
-
-        display_inputs = [log_scale, smoothing, x_axis]
-
-        def redraw(log_value, smoothing_value, x_axis_value, request: gr.Request):
-            session = sessions.get(request)
-            session.options = plots.DisplayOptions(bool(log_value), float(smoothing_value or 0), x_axis_value)
-            if session.comparison is None:
-                return gr.skip()
-            return render(session.comparison, session.options)
-
-        for widget in display_inputs:
-            widget.change(redraw, display_inputs, plot, api_visibility="private", concurrency_limit=None)
-
-        # --- the API: one call with the command line's optimizer syntax -------------------
-
-        def compare(task: str = "mnist-mlp", optimizers: str = "adam,rmsprop", backend: str = default_backend,
-                    epochs: int = 1, steps_per_epoch: int = 20, batch_size: int = 64, steps_2d: int = 100,
-                    seed: int = 0, request: gr.Request = None) -> Iterator[dict]:
-            """Train `optimizers` (comma-separated, e.g. "adam,rmsprop:learning_rate=0.01:centered=true")
-            on `task` with `backend` ("tensorflow", "jax", "torch" or "all"); yields progress dicts
-            {"status", "running", "summary"} while training runs."""
-            session = sessions.get(request)
-            try:
-                chosen = hyperparams.split_spec_list(optimizers)
-                backends = list(engine.BACKENDS) if backend == "all" else [backend]
-                config = engine.check_config(task, chosen, backends, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                                             batch_size=batch_size, steps_2d=steps_2d, seed=seed,
-                                             mnist_path=mnist_path, limits=limits)
-                with session.lock:
-                    if session.comparison is not None and session.comparison.running:
-                        session.comparison.stop()
-                    comparison = engine.Comparison(config, limits).start()
-                    session.comparison = comparison
-            except ValueError as error:
-                yield {"status": error_text(error), "running": False, "error": str(error), "summary": []}
-                return
-            try:
-                last = 0.0
-                while comparison.running:
-                    comparison.poll()
-                    if time.monotonic() - last >= FRAME_SECONDS:
-                        last = time.monotonic()
-                        yield {"status": status_text(comparison), "running": comparison.running,
-                               "summary": comparison.summary()}
-                    time.sleep(0.05)
-                yield {"status": status_text(comparison), "running": False, "summary": comparison.summary()}
-            finally:
-                if comparison.running:
-                    comparison.stop()
-
-        gr.api(compare, api_name="compare", concurrency_limit=16)
-        demo.unload(sessions.close)
-    return demo
+    gr.api(compare, api_name="compare", concurrency_limit=16)
 
 
 def _widget(param: str, entry: Optional[hyperparams.OptimizerEntry], slot: int) -> Any:
@@ -429,12 +678,14 @@ def _widget(param: str, entry: Optional[hyperparams.OptimizerEntry], slot: int) 
     visible = param in own
     value = own[param].default_text() if visible else spec.default_text()
     elem_id = f"opt{slot + 1}-{param}"
+    info = hyperparams.param_help(entry.key, param) if visible else None
     if spec.kind == "bool":
-        return gr.Checkbox(value, label=param, visible=visible, elem_id=elem_id, min_width=120)
+        return gr.Checkbox(value, label=param, info=info, visible=visible, elem_id=elem_id, min_width=120)
     if spec.kind == "choice":
-        return gr.Radio(list(spec.choices), value=value, label=param, visible=visible, elem_id=elem_id, min_width=120)
+        return gr.Radio(list(spec.choices), value=value, label=param, info=info, visible=visible, elem_id=elem_id,
+                        min_width=120)
     return gr.Textbox(value, label=param, visible=visible, elem_id=elem_id, min_width=100, max_lines=1,
-                      scale=1 if param == "learning_rate" else None)
+                      scale=1 if param == "learning_rate" else None, info=info if param != "learning_rate" else None)
 
 
 def _slot_updates(key: str, widgets: dict, values: dict) -> list:
@@ -445,7 +696,8 @@ def _slot_updates(key: str, widgets: dict, values: dict) -> list:
     for param in widgets:
         if param in own:
             value = values.get(param, own[param].default_text())
-            updates.append(gr.update(visible=True, value=value))
+            info = hyperparams.param_help(key, param) if param != "learning_rate" else None
+            updates.append(gr.update(visible=True, value=value, info=info))
         else:
             updates.append(gr.update(visible=False))
     updates.append(gr.update(visible=entry is not None and len(own) > 1))

@@ -1,5 +1,7 @@
-"""Figures of a comparison: matplotlib, drawn as SVG for the page (so its legend and
-lines are real DOM elements) and saved as PNG for download.
+"""Figures of a comparison in matplotlib: the PNG that `keras-adaptive compare` writes (the
+page draws its interactive charts with `charts.py`, and its PNG in the browser). The
+figure carries the run's full configuration at its foot. A blown-up curve is marked and
+the loss axis keeps to the other curves.
 
 Each curve's SVG group has an id a test can find: `loss-<n>` (training loss; `loss-raw-<n>`
 is the faint raw curve under a smoothed one), `val-loss-<n>`, `val-acc-<n>`, `path-<n>`
@@ -10,11 +12,7 @@ series' index.
 
 from __future__ import annotations
 
-import io
-import threading
 import math
-import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,35 +20,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, MaxNLocator, NullLocator
 
 from keras_adaptive_gui import tasks
+from keras_adaptive_gui.charts import DisplayOptions, smooth  # noqa: F401 (the same options as the page)
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
 BACKEND_STYLES = {"tensorflow": "-", "jax": "--", "torch": ":"}
-# Text stays <text> in the SVG, and every point of a curve is kept (no path simplification).
-SVG_STYLE = {"svg.fonttype": "none", "path.simplify": False}
-# rc_context sets matplotlib's global rcParams: two sessions drawing at once could each see the
-# other's exit restore the defaults mid-draw (text drawn as paths, simplified lines).
-_SVG_LOCK = threading.Lock()
-
-
-@dataclass
-class DisplayOptions:
-    log_scale: bool = False
-    smoothing: float = 0.0  # exponential smoothing of the training loss, in [0, 0.99]
-    x_axis: str = "step"  # "step" or "time"
-
-
-def smooth(values: list, weight: float) -> np.ndarray:
-    """Debiased exponential moving average (TensorBoard's smoothing); NaN/inf pass through."""
-    out = np.empty(len(values))
-    average, count = 0.0, 0
-    for i, v in enumerate(values):
-        if not math.isfinite(v):
-            out[i] = v
-            continue
-        average = weight * average + (1 - weight) * v
-        count += 1
-        out[i] = average / (1 - weight**count) if weight > 0 else v
-    return out
 
 
 def _style(series: Any, several_backends: bool = True) -> dict:
@@ -68,7 +41,7 @@ STAT_PANELS = (
 
 def figure(comparison: Any, options: DisplayOptions) -> Figure:
     config = comparison.config
-    if config.kind == "2d":
+    if config.task_facts.is_2d:
         return _figure_2d(comparison, options)
     # The training loss with the optimizer statistics in a column beside it; validation below.
     fig = Figure(figsize=(11, 7.6), layout="constrained")
@@ -127,16 +100,20 @@ def _training_loss(ax: Any, comparison: Any, options: DisplayOptions, by_time: b
             y = smooth(s.losses, options.smoothing)
         (line,) = ax.plot(x, y, linewidth=1.5, label=label, **style)
         line.set_gid(f"loss-{s_index}")
-        if s.diverged_at is not None:
-            finite = [(xx, yy) for xx, yy in zip(x, s.losses) if math.isfinite(yy)]
-            if finite:
-                ax.plot(*finite[-1], marker="X", ms=11, color=style["color"], markeredgecolor="black")
-                ax.annotate(
-                    f"diverged at step {s.diverged_at}", finite[-1], textcoords="offset points", xytext=(6, 6),
-                    color=style["color"], fontsize=9,
-                )
+        if s.blown_up_at is not None:
+            ax.annotate(f"✖ {s.blow_up_message()}", (0.01, 0.97 - 0.05 * s_index), xycoords="axes fraction",
+                        va="top", color=style["color"], fontsize=8)
     if options.log_scale:
         ax.set_yscale("log")
+    if any(s.blown_up_at is not None for s in comparison.series):  # keep the axis to what did not blow up
+        kept = [v for s in comparison.series for st, v in zip(s.steps, s.losses)
+                if math.isfinite(v) and (s.blown_up_at is None or st < s.blown_up_at)]
+        if kept:
+            low, high = min(kept), max(kept)
+            if options.log_scale and low > 0:
+                ax.set_ylim(low / 1.5, high * 3)
+            else:
+                ax.set_ylim(low - 0.05 * (high - low or 1), high + 0.25 * (high - low or 1))
     ax.set_xlabel("seconds of this optimizer's own step time" if by_time else "step")
     ax.set_ylabel("loss of the batch")
     # Two lines: the panel is two thirds of the figure wide, and a task's description can be long.
@@ -197,10 +174,10 @@ def _statistics(axes: list, comparison: Any, by_time: bool) -> None:
                 x = _x(s, [steps[j] for j in keep], by_time)
                 (line,) = ax.plot(x, [values[j] for j in keep], label=s.label, linewidth=1.3, **_style(s, several_backends))
                 line.set_gid(f"{gid}-{s_index}")
-        ax.set_title(title_2d if config.kind == "2d" else title, fontsize=10, loc="left")
+        ax.set_title(title_2d if config.task_facts.is_2d else title, fontsize=10, loc="left")
         ax.grid(alpha=0.3)
         # Keras' built-ins have no effective learning rate; on models, OptimizerMonitor needs one.
-        missing = builtins if name == "effective_lr" or config.kind != "2d" else set()
+        missing = builtins if name == "effective_lr" or not config.task_facts.is_2d else set()
         if missing:
             ax.set_title("none for keras.*", fontsize=8, loc="right", color="0.4")
         if ax.lines:
@@ -242,8 +219,9 @@ def _figure_2d(comparison: Any, options: DisplayOptions) -> Figure:
             y = smooth(s.losses, options.smoothing) if options.smoothing > 0 else s.losses
             (line,) = ax_loss.plot(x, y, label=s.label, **style)
             line.set_gid(f"loss-{s_index}")
-            if s.diverged_at is not None:
-                ax_path.annotate(f"diverged at step {s.diverged_at}", (s.xs[-1], s.ys[-1]), color=style["color"], fontsize=9)
+            if s.blown_up_at is not None:
+                ax_path.annotate(f"blown up at step {s.blown_up_at}", (s.xs[-1], s.ys[-1]), color=style["color"],
+                                 fontsize=9)
     ax_path.set_xlim(*fn.xlim)
     ax_path.set_ylim(*fn.ylim)
     ax_path.set_title(f"{config.task}: {fn.formula}\n{_backend_note(comparison)}", fontsize=11)
@@ -257,27 +235,14 @@ def _figure_2d(comparison: Any, options: DisplayOptions) -> Figure:
     return fig
 
 
-def placeholder(text: str) -> str:
-    """A small SVG saying what is going on, where the plot will be."""
-    safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return (
-        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 800 120" class="placeholder">'
-        f'<text x="400" y="65" text-anchor="middle" font-size="18" fill="#666">{safe}</text></svg>'
-    )
-
-
-def to_svg(fig: Figure) -> str:
-    import matplotlib
-
-    buffer = io.StringIO()
-    with _SVG_LOCK, matplotlib.rc_context(SVG_STYLE):
-        fig.savefig(buffer, format="svg")
-    svg = buffer.getvalue()
-    svg = svg[svg.index("<svg") :]
-    # Let the page size it: drop the fixed width/height, keep the viewBox.
-    return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", svg, count=1)
-
-
-def save_png(fig: Figure, path: str) -> str:
-    fig.savefig(path, format="png", dpi=110)
+def save_png(fig: Figure, path: str, footer: str = "") -> str:
+    """The figure as PNG, with `footer` (the run's configuration) written under it."""
+    if footer:
+        lines = footer.count("\n") + 1
+        width, height = fig.get_size_inches()
+        extra = 0.17 * lines + 0.2
+        fig.set_size_inches(width, height + extra)
+        fig.get_layout_engine().set(rect=(0, extra / (height + extra), 1, 1 - extra / (height + extra)))
+        fig.text(0.01, 0.005, footer, fontsize=7, va="bottom", ha="left", family="monospace")
+    fig.savefig(path, format="png", dpi=110, metadata={"Description": footer})
     return path

@@ -61,16 +61,40 @@ FUNCTIONS_2D = {
 
 @dataclass(frozen=True)
 class Task:
+    """What the page, the engine and the worker need to know of a task, in one place."""
+
     name: str
     kind: str  # "classify", "regress" or "2d"
     description: str
+    uses_mnist: bool = False  # reads the server's MNIST file
+    uses_cell: bool = False  # a recurrent model: LSTM or GRU
+    uses_seq_len: bool = False  # its sequences' length is a setting
+    classes: int = 0  # classification: the number of classes (chance accuracy is 1 / classes)
+
+    @property
+    def is_2d(self) -> bool:
+        """A 2-D test function (paths over contours) rather than a model trained on data."""
+        return self.kind == "2d"
+
+    @property
+    def function(self) -> "Function2D":
+        return FUNCTIONS_2D[self.name]
+
+    @property
+    def chance_accuracy(self) -> float | None:
+        return 1.0 / self.classes if self.classes else None
 
 
 TASKS = {
-    "mnist-mlp": Task("mnist-mlp", "classify", "MLP 784-64-10 on MNIST"),
-    "mnist-cnn": Task("mnist-cnn", "classify", "small CNN (conv 8, conv 16, dense 10) on MNIST"),
-    "mnist-rnn": Task("mnist-rnn", "classify", f"{HIDDEN_UNITS}-unit LSTM/GRU reading MNIST row by row (28 steps of 28 pixels)"),
-    "adding": Task("adding", "regress", f"adding problem: a {HIDDEN_UNITS}-unit LSTM/GRU sums the 2 marked numbers of a sequence"),
+    "mnist-mlp": Task("mnist-mlp", "classify", "MLP 784-64-10 on MNIST", uses_mnist=True, classes=10),
+    "mnist-cnn": Task("mnist-cnn", "classify", "small CNN (conv 8, conv 16, dense 10) on MNIST", uses_mnist=True,
+                      classes=10),
+    "mnist-rnn": Task("mnist-rnn", "classify",
+                      f"{HIDDEN_UNITS}-unit LSTM/GRU reading MNIST row by row (28 steps of 28 pixels)",
+                      uses_mnist=True, uses_cell=True, classes=10),
+    "adding": Task("adding", "regress",
+                   f"adding problem: a {HIDDEN_UNITS}-unit LSTM/GRU sums the 2 marked numbers of a sequence",
+                   uses_cell=True, uses_seq_len=True),
     "rosenbrock": Task("rosenbrock", "2d", "Rosenbrock function " + FUNCTIONS_2D["rosenbrock"].formula),
     "beale": Task("beale", "2d", "Beale function " + FUNCTIONS_2D["beale"].formula),
     "quadratic": Task("quadratic", "2d", "ill-conditioned quadratic " + FUNCTIONS_2D["quadratic"].formula),
@@ -157,13 +181,13 @@ def build_model(task: str, cell: str = "LSTM", seq_len: int = 30) -> Any:
         h = layers.Conv2D(16, 3, activation="relu")(h)
         h = layers.MaxPooling2D(2)(h)
         outputs = layers.Dense(10)(layers.Flatten()(h))
-    elif task in ("mnist-rnn", "adding"):
+    elif TASKS[task].uses_cell:
         if cell not in CELLS:
             raise ValueError(f"Argument `cell` must be one of {CELLS}, got {cell!r}.")
         recurrent = {"LSTM": layers.LSTM, "GRU": layers.GRU}[cell]
-        inputs = keras.Input((28, 28) if task == "mnist-rnn" else (seq_len, 2))
+        inputs = keras.Input((28, 28) if TASKS[task].uses_mnist else (seq_len, 2))
         h = recurrent(HIDDEN_UNITS)(inputs)
-        outputs = layers.Dense(10 if task == "mnist-rnn" else 1)(h)
+        outputs = layers.Dense(TASKS[task].classes or 1)(h)
     else:
         raise ValueError(f"Argument `task` must be a model task, one of {list(TASKS)[:4]}, got {task!r}.")
     return keras.Model(inputs, outputs, name=task.replace("-", "_"))

@@ -7,7 +7,8 @@ same batches in the same order. It reports through `queue` with plain dicts:
 
     {"type": "ready", "backend", "keras", "startup_s"}
     {"type": "steps", "rows": [{"series", "step", "time", "loss", "x", "y"}, ...],
-                      "stats": [{"series", "step", "effective_lr", "update_ratio", "grad_norm"}, ...]}
+                      "stats": [{"series", "step", "effective_lr", "update_ratio", "grad_norm"}, ...],
+                      "wall": time.time() when sent}
         (rows: per-step batch loss; "time" is that optimizer's own cumulated step time;
          "x", "y" only for 2-D tasks. stats: the optimizer's statistics after `step`, each a
          float or None, at most a few hundred times per run, in the message of their step's
@@ -39,7 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-FLUSH_SECONDS = 0.2
+FLUSH_SECONDS = 0.15  # how often the worker sends what it did (the display can be no fresher)
 STATS_POINTS = 100  # a model's optimizer statistics are recorded about this many times per run
 
 
@@ -73,7 +74,8 @@ class _Trainer:
             return
         self.collect_monitor_stats()
         if self.rows or self.stats:
-            self.send({"type": "steps", "rows": self.rows, "stats": self.stats})
+            # "wall": when this was sent (time.time()), for measuring how far the display lags.
+            self.send({"type": "steps", "rows": self.rows, "stats": self.stats, "wall": time.time()})
             self.rows, self.stats = [], []
         self.last_flush = now
 
@@ -90,10 +92,11 @@ class _Trainer:
                 f"to {c['backend']}; start workers through keras_adaptive_gui.engine."
             )
         self.optimizers = [hyperparams.make(o["key"], o["kwargs"]) for o in c["optimizers"]]
-        kind = tasks.TASKS[c["task"]].kind
-        total = c["steps_2d"] if kind == "2d" else c["epochs"] * c["steps_per_epoch"]
+        task = tasks.TASKS[c["task"]]
+        kind = task.kind
+        total = c["steps_2d"] if task.is_2d else c["epochs"] * c["steps_per_epoch"]
         self.lr_every = max(1, total // STATS_POINTS)
-        if kind == "2d":
+        if task.is_2d:
             self.prepare_2d()
         else:
             self.prepare_model(kind)
@@ -105,7 +108,7 @@ class _Trainer:
                 "startup_s": time.perf_counter() - started,
             }
         )
-        stopped = self.train_2d() if kind == "2d" else self.train_model(kind)
+        stopped = self.train_2d() if task.is_2d else self.train_model(kind)
         self.flush(force=True)
         self.send({"type": "finished", "stopped": stopped})
 
@@ -160,10 +163,10 @@ class _Trainer:
         from keras_adaptive_gui import tasks
 
         c = self.config
-        if c["task"] == "adding":
-            self.data = tasks.adding_data(c["seq_len"], c["seed"])
-        else:
+        if tasks.TASKS[c["task"]].uses_mnist:
             self.data = tasks.mnist_data(c["task"], c["mnist_path"])
+        else:
+            self.data = tasks.adding_data(c["seq_len"], c["seed"])
         self.order = tasks.batch_order(
             len(self.data.x_train), c["batch_size"], c["steps_per_epoch"], c["epochs"], c["seed"]
         )

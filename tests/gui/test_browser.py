@@ -7,13 +7,17 @@ per backend drives each backend through the page once.
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
+import re
 import time
 
 import pytest
 
+from keras_adaptive_gui import engine
+from keras_adaptive_gui.charts import COLORS
 from keras_adaptive_gui.engine import STATS
-from keras_adaptive_gui.plots import COLORS
 from tests.gui import ui
 from tests.gui.conftest import training_backend
 
@@ -33,11 +37,21 @@ def _wait_no_workers(server, timeout: float = 15.0) -> None:
         time.sleep(0.2)
 
 
-def test_two_optimizers_train_and_both_curves_are_drawn(gui_server, browser, screenshot_dir):
+def _records(path: str) -> tuple[dict, list[dict]]:
+    """A downloaded CSV: its configuration line (JSON after '# keras-adaptive run ') and its rows."""
+    with open(path) as f:
+        first = f.readline()
+        assert first.startswith("# keras-adaptive run "), first[:80]
+        return json.loads(first[len("# keras-adaptive run "):]), list(csv.DictReader(f))
+
+
+def test_two_optimizers_train_and_the_chart_is_interactive(gui_server, browser, screenshot_dir):
     page = ui.open_page(browser, gui_server.url)
-    assert "MNIST sample shipped with keras_adaptive" in page.inner_text("body")  # the page says which data
-    assert "Limits:" in page.inner_text("body")
+    body = page.inner_text("body")
+    assert "MNIST sample shipped with keras_adaptive" in body and "Limits:" in body  # which data, which limits
+    assert "Adam as in the paper's Algorithm 1" in body  # the optimizer's docstring, on the page
     ui.choose(page, "opt2-name", "sgd")
+    assert "SGD with optional momentum" in page.inner_text("body")  # the info follows the choice
     assert ui.curve_points(page, "loss-0") == 0
     ui.set_text(page, "opt2-learning_rate", "0.1")
     ui.set_number(page, "epochs", 2)
@@ -47,32 +61,57 @@ def test_two_optimizers_train_and_both_curves_are_drawn(gui_server, browser, scr
     ui.wait_curves(page, ["loss-0", "loss-1"], min_points=2)
     ui.wait_status(page, r"Finished")
     ui.wait_curves(page, ["loss-0", "loss-1"], min_points=50, timeout=10)
-    assert ui.legend(page) == ["adam", "sgd (learning_rate=0.1)"]
+    assert ui.legend(page) == ["adam (learning_rate=0.001)", "sgd (learning_rate=0.1)"]
     assert ui.curve_points(page, "val-loss-0") == 2 and ui.curve_points(page, "val-acc-1") == 2
-    # The optimizer statistics beside the loss: effective LR, update ratio and gradient norm.
-    for gid in ("lr", "ratio", "gnorm"):
-        assert ui.curve_points(page, f"{gid}-0") > 0 and ui.curve_points(page, f"{gid}-1") > 0, gid
-    strokes = {ui.curve_stroke(page, "loss-0"), ui.curve_stroke(page, "loss-1")}
-    assert len(strokes) == 2 and "" not in strokes and "none" not in strokes
+    for meta in ("lr", "ratio", "gnorm"):  # the optimizer statistics beside the loss
+        assert ui.curve_points(page, f"{meta}-0") > 0 and ui.curve_points(page, f"{meta}-1") > 0, meta
     rows = ui.summary(page)
-    assert [r[:4] for r in rows] == [["adam", BACKEND, "finished", "50"], ["sgd (learning_rate=0.1)", BACKEND, "finished", "50"]]
-    assert page.locator("#download-csv").is_enabled() and page.locator("#download-png").is_enabled()
+    assert [r[:4] for r in rows] == [["adam (learning_rate=0.001)", BACKEND, "finished", "50"], ["sgd (learning_rate=0.1)", BACKEND, "finished", "50"]]
+    # Hover on sgd's 30th step: the series, the step and the value.
+    sgd = ui.trace(page, "loss-1")
+    texts = " ".join(ui.hover_texts(page, "loss-1", 29))
+    assert f"sgd (learning_rate=0.1)step {sgd['x'][29]}loss {sgd['y'][29]:.4g}" in texts, texts
+    plot_png = os.path.join(screenshot_dir, "mnist-mlp-plot.png")
+    page.locator("#plot").screenshot(path=plot_png)
+    for colour in COLORS[:2]:
+        assert ui.colour_pixels(plot_png, colour) > 300, f"no {colour} curve in the screenshot"
+    # The CSV: every step of both series, and the full configuration.
     with page.expect_download() as download:
         page.click("#download-csv")
-    with open(download.value.path()) as f:
-        records = list(csv.DictReader(f))
+    meta, records = _records(download.value.path())
+    assert meta["config"]["epochs"] == 2 and meta["config"]["batch_size"] == 64 and meta["config"]["seed"] == 0
+    assert meta["config"]["optimizers"][1]["hyperparameters"]["momentum"] == 0  # defaults written out too
+    assert meta["versions"]["keras"]
     assert len([r for r in records if r["record"] == "step"]) == 100
     assert all(float(r[name]) > 0 for r in records if r["record"] == "step" for name in STATS)  # 50 steps: each one
     assert len([r for r in records if r["record"] == "epoch"]) == 4
-    plot_png = os.path.join(screenshot_dir, "mnist-mlp-plot.png")
-    page.locator("#plot").screenshot(path=plot_png)
+    # Display options and a series hidden from the legend: the screen and the PNG agree.
+    page.click("#log-scale label")
+    page.locator("#smoothing input[type=number]").fill("0.6")
+    page.locator("#smoothing input[type=number]").press("Enter")
+    deadline = time.monotonic() + 20
+    while not (ui.layout(page).get("yaxis", {}).get("type") == "log" and ui.curve_points(page, "loss-raw-1")):
+        assert time.monotonic() < deadline, "log scale and smoothing never reached the chart"
+        time.sleep(0.2)
+    ui.click_legend(page, "sgd (learning_rate=0.1)")
+    assert ui.trace(page, "loss-1")["visible"] == "legendonly" and ui.trace(page, "gnorm-1")["visible"] == "legendonly"
+    assert ui.trace(page, "loss-0")["visible"] is True
+    shown_png = os.path.join(screenshot_dir, "mnist-mlp-sgd-hidden.png")
+    page.locator("#plot").screenshot(path=shown_png)
+    with page.expect_download() as download:
+        page.click("#download-png")
+    png = os.path.join(screenshot_dir, "mnist-mlp-download.png")
+    download.value.save_as(png)
+    from PIL import Image
+
+    assert Image.open(png).size[1] > page.locator("#plot .js-plotly-plot").bounding_box()["height"]
+    assert ui.colour_pixels(png, COLORS[0]) > 300  # adam drawn
+    assert ui.colour_pixels(png, COLORS[1]) < 60  # sgd hidden, as on the screen (its legend swatch is faint)
     page.screenshot(path=os.path.join(screenshot_dir, "mnist-mlp-page.png"), full_page=True)
-    for colour in COLORS[:2]:
-        assert ui.colour_pixels(plot_png, colour) > 300, f"no {colour} curve in the screenshot"
     page.context.close()
 
 
-def test_two_sessions_stay_apart_and_stop_ends_only_its_own_run(gui_server, browser, screenshot_dir):
+def test_two_sessions_stay_apart_and_stop_reports_the_step_reached(gui_server, browser, screenshot_dir):
     a = ui.open_page(browser, gui_server.url)
     b = ui.open_page(browser, gui_server.url)
     for page in (a, b):
@@ -95,17 +134,19 @@ def test_two_sessions_stay_apart_and_stop_ends_only_its_own_run(gui_server, brow
 
 def _check_two_sessions(a, b, gui_server, screenshot_dir):
     ui.wait_curves(b, ["loss-0"], min_points=20)
-    assert ui.legend(b) == ["nadam"]
+    assert ui.legend(b) == ["nadam (learning_rate=0.001)"]
     assert "Training" in ui.status(b)  # live: curves drawn while the run goes on
     b.click("#stop")
-    ui.wait_status(b, r"Stopped at step \d+ of 5000")
-    stopped_at = ui.curve_points(b, "loss-0")
-    assert stopped_at >= 20  # the curve so far stays
+    text = ui.wait_status(b, r"Stopped at step \d+ of 5000")
+    stopped_at = int(re.search(r"Stopped at step (\d+)", text).group(1))
+    assert stopped_at >= 20
+    # The step the status gives is the one the worker reached: the table and the curve's end say the same.
     ui.wait_status(a, r"Finished", timeout=150)
-    assert ui.legend(a) == ["adam", "rmsprop"]
+    assert [r[3] for r in ui.summary(b)] == [str(stopped_at)] and [r[2] for r in ui.summary(b)] == ["stopped"]
+    assert ui.trace(b, "loss-0")["x"][-1] == stopped_at
+    assert ui.legend(a) == ["adam (learning_rate=0.001)", "rmsprop (learning_rate=0.001)"]
     assert [r[2:4] for r in ui.summary(a)] == [["finished", "80"]] * 2
-    assert ui.legend(b) == ["nadam (stopped)"] and ui.curve_points(b, "loss-0") == stopped_at
-    assert [r[2] for r in ui.summary(b)] == ["stopped"]
+    assert ui.legend(b) == ["nadam (learning_rate=0.001) (stopped)"]
     assert b.locator("#download-csv").is_enabled()
     _wait_no_workers(gui_server)
     b.screenshot(path=os.path.join(screenshot_dir, "stopped-session.png"), full_page=True)
@@ -139,35 +180,105 @@ def test_bad_inputs_show_a_message_and_start_nothing(gui_server, browser, screen
     page.context.close()
 
 
-def test_2d_function_run_draws_the_paths_over_the_contours(gui_server, browser, screenshot_dir):
+def test_2d_paths_over_the_contours_a_blown_up_run_and_the_run_history(gui_server, browser, screenshot_dir, tmp_path):
     page = ui.open_page(browser, gui_server.url)
-    ui.choose(page, "preset", "Rosenbrock: SGD, Momentum, RMSProp, Adam")
-    ui.wait_value(page, "#task input", "rosenbrock")
-    ui.wait_value(page, "#opt4-learning_rate input", "0.05")
+    ui.choose(page, "preset", "Ill-conditioned quadratic: SGD, Momentum, AdaGrad, Adam")
+    ui.wait_value(page, "#task input", "quadratic")
+    ui.wait_value(page, "#opt4-learning_rate input", "0.1")
+    ui.set_text(page, "opt1-learning_rate", "0.045")  # above 2/50: SGD blows up on the steep axis
     ui.set_number(page, "steps-2d", 100)
     ui.choose_radio(page, "backend", BACKEND)
     page.click("#train")
-    ui.wait_status(page, r"Finished")
-    # Points outside the axes are clipped from the SVG, so count steps in the table.
-    ui.wait_curves(page, [f"path-{i}" for i in range(4)], min_points=5, timeout=10)
-    assert [r[2:4] for r in ui.summary(page)] == [["finished", "100"]] * 4
-    for gid in ("lr", "ratio", "gnorm"):
-        assert ui.curve_points(page, f"{gid}-3") > 0, gid
-    labels = ui.legend(page)
-    assert labels[:2] == ["minimum", "start"]
-    assert labels[2:] == ["sgd (learning_rate=0.001)", "sgd (learning_rate=0.0005, momentum=0.9)",
-                          "rmsprop (learning_rate=0.01)", "adam (learning_rate=0.05)"]
-    plot_png = os.path.join(screenshot_dir, "rosenbrock-plot.png")
+    text = ui.wait_status(page, r"Finished")
+    match = re.search(r"sgd \(learning_rate=0\.045\) blew up at step (\d+): loss ([\d.e+]+)", text)
+    assert match, text
+    assert [r[2] for r in ui.summary(page)] == ["blown up", "finished", "finished", "finished"]
+    assert ui.summary(page)[0][-1] == match.group(1)
+    assert [r[3] for r in ui.summary(page)][1:] == ["100"] * 3  # SGD's worker ends it once |p| passes 1e6
+    for meta in ("lr", "ratio", "gnorm"):
+        assert ui.curve_points(page, f"{meta}-3") > 0, meta
+    for i in range(4):
+        assert ui.curve_points(page, f"path-{i}") >= 5
+    assert ui.legend(page) == ["minimum", "start", "sgd (learning_rate=0.045) (blown up)",
+                               "sgd (learning_rate=0.01, momentum=0.9)", "adagrad (learning_rate=0.5)",
+                               "adam (learning_rate=0.1)"]
+    # The f panel keeps to the curves that did not blow up, and says where SGD did.
+    layout = ui.layout(page)
+    assert layout["yaxis2"]["type"] == "log" and 10 ** layout["yaxis2"]["range"][1] < 1e3
+    assert any("blew up at step " + match.group(1) in a.get("text", "") for a in layout["annotations"])
+    plot_png = os.path.join(screenshot_dir, "quadratic-plot.png")
     page.locator("#plot").screenshot(path=plot_png)
-    for colour in COLORS[:4]:
+    for colour in COLORS[1:4]:
         assert ui.colour_pixels(plot_png, colour) > 100, f"no {colour} path in the screenshot"
+    # Run history: the run is kept; after a reload this browser sees it and can lay it over a new run.
+    runs = page.locator("#runs label")
+    assert runs.count() == 1 and "quadratic" in runs.first.inner_text()
+    page.reload()
+    page.wait_for_selector("#plot .js-plotly-plot")
+    deadline = time.monotonic() + 20
+    while page.locator("#runs label").count() != 1:
+        assert time.monotonic() < deadline, "the earlier run is not listed after a reload"
+        time.sleep(0.2)
+    runs.first.click()
+    deadline = time.monotonic() + 20
+    while not any(n.startswith("[") for n in ui.legend(page)):
+        assert time.monotonic() < deadline, f"the earlier run was not laid over the chart: {ui.legend(page)}"
+        time.sleep(0.2)
+    assert len([n for n in ui.legend(page) if n.startswith("[")]) == 4
+    # A bundle written elsewhere (as keras-adaptive compare writes them) opens in the page.
+    bundle = _made_up_bundle(tmp_path)
+    page.locator("#open-bundle input[type=file]").set_input_files(
+        [os.path.join(bundle, engine.CONFIG_FILE), os.path.join(bundle, engine.RECORDS_FILE)])
+    deadline = time.monotonic() + 20
+    while page.locator("#runs label").count() != 2:
+        assert time.monotonic() < deadline, "the opened bundle is not listed"
+        time.sleep(0.2)
+    deadline = time.monotonic() + 20
+    while "rosenbrock" not in ui.layout(page).get("title", {}).get("text", ""):
+        assert time.monotonic() < deadline, "the opened bundle is not drawn"
+        time.sleep(0.2)
+    assert ui.curve_points(page, "path-0") == 11
+    page.screenshot(path=os.path.join(screenshot_dir, "history.png"), full_page=True)
+    # Another browser sees none of these runs.
+    other = ui.open_page(browser, gui_server.url)
+    other.wait_for_timeout(1500)
+    assert other.locator("#runs label").count() == 0
+    other.context.close()
+    # Delete both: the list is empty.
+    for i in range(page.locator("#runs label").count()):
+        label = page.locator("#runs label").nth(i)
+        if not label.locator("input").is_checked():
+            label.click()
+            page.wait_for_timeout(300)
+    page.click("#delete-runs")
+    deadline = time.monotonic() + 20
+    while page.locator("#runs label").count():
+        assert time.monotonic() < deadline, "the runs were not deleted"
+        time.sleep(0.2)
     page.context.close()
+
+
+def _made_up_bundle(tmp_path) -> str:
+    """A bundle of a Rosenbrock run of 10 steps (never trained: made-up records)."""
+    comparison = engine.Comparison(engine.check_config("rosenbrock", [("adam", {"learning_rate": "0.05"})], ["jax"],
+                                                       steps_2d=10))
+    s = comparison.series[0]
+    for step in range(11):
+        s.add_step({"step": step, "time": 0.001 * step, "loss": 10.0 / (step + 1), "x": -1 + 0.1 * step, "y": 1.5})
+    s.status = "finished"
+    return comparison.save_bundle(str(tmp_path))
 
 
 def test_compare_backends_overlays_the_three_backends(gui_server, browser, screenshot_dir):
     """One run of three worker processes, one per backend, each training the first optimizer."""
     page = ui.open_page(browser, gui_server.url)
     page.click("#compare-backends label")
+    # The controls that compare-backends ignores are disabled.
+    deadline = time.monotonic() + 10
+    while not page.locator("#opt2-name input").is_disabled():
+        assert time.monotonic() < deadline, "slot 2 stays active under compare backends"
+        time.sleep(0.1)
+    assert page.locator("#backend input").first.is_disabled()
     ui.choose(page, "preset", "Ill-conditioned quadratic: SGD, Momentum, AdaGrad, Adam")
     ui.wait_value(page, "#task input", "quadratic")
     ui.wait_value(page, "#opt4-name input", "adam")
@@ -175,12 +286,14 @@ def test_compare_backends_overlays_the_three_backends(gui_server, browser, scree
     ui.set_text(page, "opt1-learning_rate", "0.1")
     ui.set_number(page, "steps-2d", 60)
     page.click("#train")
-    ui.wait_status(page, r"Finished", timeout=180)
-    assert "Compare backends runs the first optimizer only" in ui.status(page)
+    text = ui.wait_status(page, r"Finished", timeout=180)
+    assert "Compare backends runs the first optimizer only" in text
+    difference = float(re.search(r"Largest loss difference between the backends: ([\d.e+-]+)", text).group(1))
     labels = ui.legend(page)[2:]
     assert labels == [f"adam (learning_rate=0.1) · {b}" for b in ("tensorflow", "jax", "torch")]
-    rows = ui.summary(page)
-    losses = [float(r[4]) for r in rows]
-    assert max(losses) - min(losses) <= 1e-3 * max(losses) + 1e-9, rows  # the backends agree
+    losses = [float(r[4]) for r in ui.summary(page)]
+    assert max(losses) - min(losses) <= difference + 1e-12  # the number covers the final losses
+    assert difference <= 1e-3 * max(losses) + 1e-6  # the backends agree
+    assert math.isfinite(difference)
     page.locator("#plot").screenshot(path=os.path.join(screenshot_dir, "compare-backends-plot.png"))
     page.context.close()

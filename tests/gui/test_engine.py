@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import json
 import os
 import signal
 import time
@@ -16,7 +17,7 @@ import pytest
 
 import keras_adaptive
 from keras_adaptive.datasets import sample_path
-from keras_adaptive_gui import engine, hyperparams, tasks, worker
+from keras_adaptive_gui import engine, history, hyperparams, tasks, worker
 from tests.gui.conftest import console_script
 
 BACKEND = keras.backend.backend()
@@ -106,7 +107,8 @@ def test_bad_run_settings_are_refused_with_a_message(overrides, message):
 
 def test_duplicate_optimizers_get_distinct_labels():
     config = _config(optimizers=[("adam", {}), ("adam", {}), ("adam", {"bias_correction": False})])
-    assert [o.label for o in config.optimizers] == ["adam", "adam #2", "adam (bias_correction=False)"]
+    assert [o.label for o in config.optimizers] == ["adam (learning_rate=0.001)", "adam (learning_rate=0.001) #2",
+                                                   "adam (learning_rate=0.001, bias_correction=False)"]
 
 
 # --- tasks and models ----------------------------------------------------------------------
@@ -334,9 +336,11 @@ def test_command_line_compare_prints_the_table_and_writes_csv_and_png(tmp_path, 
     lines = printed.out.splitlines()
     assert lines[0].split()[:3] == ["optimizer", "backend", "status"]
     assert "adam (learning_rate=0.05)" in printed.out and "finished" in printed.out
-    files = sorted(os.listdir(out))
-    assert [f.rsplit(".", 1)[1] for f in files] == ["csv", "png"]
-    with open(out / files[0]) as f:
+    assert "wrote the run bundle" in printed.out
+    (bundle,) = [d for d in os.listdir(out) if os.path.isdir(out / d)]
+    assert sorted(os.listdir(out / bundle)) == ["config.json", "records.csv"]
+    with open(out / bundle / "records.csv") as f:
+        assert f.readline().startswith("# keras-adaptive run {")
         rows = list(csv.DictReader(f))
     assert len([r for r in rows if r["record"] == "step"]) == 2 * 41
     # Every step after the start has its update ratio and gradient norm; the effective LR is sampled.
@@ -345,4 +349,68 @@ def test_command_line_compare_prints_the_table_and_writes_csv_and_png(tmp_path, 
     assert all(float(r["update_ratio"]) > 0 and float(r["grad_norm"]) > 0 for r in steps)
     assert all(float(r["effective_lr"]) > 0 for r in steps if r["effective_lr"])
     assert len([r for r in steps if r["effective_lr"]]) == 2 * 40  # 40 steps < STATS_POINTS: every step
-    assert (out / files[1]).stat().st_size > 10_000
+    assert (out / f"{bundle}.png").stat().st_size > 10_000
+    # The bundle reads back as the run it was: the page opens it the same way.
+    again = engine.load_bundle(str(out / bundle))
+    assert again.config.task == "beale" and [s.label for s in again.series] == [
+        "adam (learning_rate=0.05)", "rmsprop (learning_rate=0.01)"]
+    assert [len(s.steps) for s in again.series] == [41, 41] and again.series[0].status == "finished"
+    with open(out / bundle / "config.json") as f:
+        meta = json.load(f)
+    assert meta["config"]["optimizers"][1]["hyperparameters"]["centered"] is False  # every hyperparameter
+    assert meta["config"]["steps"] == 40 and meta["config"]["seed"] == 0 and meta["versions"]["keras"]
+
+
+def test_stop_after_the_workers_finished_says_so():
+    """The worker has done every step (and said so) but nobody has read that yet when Stop
+    comes: the run is "finished", not "stopped", and the steps are all there."""
+    config = _config(task="quadratic", steps_2d=5, optimizers=[("adam", {})])
+    comparison = engine.Comparison(config).start()
+    comparison.workers[0].process.join(timeout=120)
+    assert comparison.workers[0].process.exitcode == 0
+    comparison.stop()
+    assert comparison.stopped and comparison.finished_before_stop()
+    assert comparison.series[0].status == "finished" and comparison.series[0].steps[-1] == 5
+
+
+def test_stop_reports_the_step_the_worker_reached():
+    config = _config(epochs=20, steps_per_epoch=250, optimizers=[("adam", {})])
+    comparison = engine.Comparison(config).start()
+    try:
+        deadline = time.monotonic() + 90
+        while not (comparison.series[0].steps and comparison.series[0].steps[-1] >= 5):
+            comparison.poll()
+            assert time.monotonic() < deadline, "the worker never reported steps"
+            time.sleep(0.05)
+    finally:
+        comparison.stop()
+    s = comparison.series[0]
+    assert s.status == "stopped" and not comparison.finished_before_stop()
+    # The worker answered Stop with everything up to its last step: no step is missing.
+    assert s.steps == list(range(1, s.steps[-1] + 1)) and s.steps[-1] < 5000
+
+
+def test_run_history_keeps_each_visitor_apart_across_a_restart(tmp_path):
+    comparison = engine.Comparison(_config(task="quadratic", steps_2d=3))
+    for s in comparison.series:
+        for step in range(4):
+            s.add_step({"step": step, "time": 0.0, "loss": 1.0, "x": 0.0, "y": 0.0})
+        s.status = "finished"
+    store = history.Store(str(tmp_path))
+    me, other = history.new_visitor_id(), history.new_visitor_id()
+    store.save(me, comparison)
+    assert store.run_ids(me) == [comparison.run_id] and store.run_ids(other) == []
+    restarted = history.Store(str(tmp_path))  # a new server on the same results folder
+    assert restarted.secret() == store.secret()  # the browsers' stored ids still decrypt
+    assert restarted.run_ids(me) == [comparison.run_id]
+    assert [len(s.steps) for s in restarted.load(me, comparison.run_id).series] == [4, 4]
+    assert restarted.load(other, comparison.run_id) is None
+    for bad in ("../../etc", "", None, me.upper()):
+        assert restarted.run_ids(bad) == [] and restarted.load(bad, comparison.run_id) is None
+    assert not restarted.delete(me, "../" + comparison.run_id)
+    with pytest.raises(ValueError, match="config.json and records.csv"):
+        restarted.open(other, [os.path.join(str(tmp_path), "visitors", me, comparison.run_id, "config.json")])
+    opened = restarted.open(other, [os.path.join(str(tmp_path), "visitors", me, comparison.run_id, f)
+                                    for f in ("config.json", "records.csv")])
+    assert restarted.run_ids(other) == [opened]
+    assert restarted.delete(me, comparison.run_id) and restarted.run_ids(me) == []

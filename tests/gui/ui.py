@@ -16,7 +16,7 @@ def open_page(browser, url: str):
     page.set_default_timeout(30_000)
     page.goto(url)
     page.wait_for_selector("#train")
-    page.wait_for_selector("#plot svg")
+    page.wait_for_selector("#plot .js-plotly-plot")
     return page
 
 
@@ -77,45 +77,84 @@ def wait_status(page, pattern: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         time.sleep(0.2)
 
 
+PLOT = "#plot .js-plotly-plot"
+
+
 def legend(page, timeout: float = 10.0) -> list[str]:
-    """The legend entries of the figure, read from its SVG (waiting for a drawn legend)."""
+    """The legend entries of the chart as the browser drew them (waiting for a drawn legend)."""
     deadline = time.monotonic() + timeout
     while True:
-        labels = page.eval_on_selector_all(
-            '#plot svg g[id^="legend"] text', "els => els.map(e => e.textContent.trim())"
-        )
+        labels = page.eval_on_selector_all(f"{PLOT} .legend .traces .legendtext",
+                                           "els => els.map(e => e.textContent.trim())")
         if labels or time.monotonic() > deadline:
             return labels
         time.sleep(0.1)
 
 
-def curve_points(page, gid: str) -> int:
-    """How many points the line with SVG id `gid` has (0 if it is not drawn)."""
-    d = page.evaluate(
-        """gid => { const p = document.querySelector(`#plot svg g[id="${gid}"] path`);
-                    return p ? p.getAttribute('d') : ''; }""",
-        gid,
-    )
-    return len(re.findall(r"[ML]", d or ""))
-
-
-def curve_stroke(page, gid: str) -> str:
+def trace(page, meta: str) -> dict:
+    """The chart's trace whose meta is `meta` (e.g. "loss-0"), as the browser holds it:
+    {"x", "y", "visible", "name"}; {} if there is none."""
     return page.evaluate(
-        """gid => { const p = document.querySelector(`#plot svg g[id="${gid}"] path`);
-                    return p ? getComputedStyle(p).stroke : ''; }""",
-        gid,
+        """([sel, meta]) => { const gd = document.querySelector(sel);
+             const t = gd && gd.data ? gd.data.find(t => t.meta === meta) : null;
+             return t ? {x: Array.from(t.x || []), y: Array.from(t.y || []), visible: t.visible ?? true,
+                         name: t.name} : {}; }""",
+        [PLOT, meta],
     )
 
 
-def wait_curves(page, gids: list, min_points: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+def curve_points(page, meta: str) -> int:
+    """How many drawn (non-gap) points the trace `meta` has (0 if it is not there)."""
+    return len([v for v in trace(page, meta).get("y", []) if v is not None])
+
+
+def layout(page) -> dict:
+    return page.evaluate(
+        "sel => { const gd = document.querySelector(sel); return gd ? JSON.parse(JSON.stringify(gd.layout)) : {}; }",
+        PLOT,
+    )
+
+
+def wait_curves(page, metas: list, min_points: int, timeout: float = DEFAULT_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        counts = {g: curve_points(page, g) for g in gids}
+        counts = {m: curve_points(page, m) for m in metas}
         if all(n >= min_points for n in counts.values()):
             return
         if time.monotonic() > deadline:
             pytest.fail(f"curves {counts} never reached {min_points} points; status: {status(page)!r}")
         time.sleep(0.2)
+
+
+def hover_texts(page, meta: str, index: int) -> list[str]:
+    """Move the mouse, in a few small steps as a person does, onto point `index` of trace `meta`
+    (where plotly.js drew it); the texts of the hover labels that appear."""
+    where = page.evaluate(
+        """([sel, meta, index]) => { const gd = document.querySelector(sel);
+             const t = gd.data.find(t => t.meta === meta);
+             const xa = gd._fullLayout[(t.xaxis || 'x').replace('x', 'xaxis')];
+             const ya = gd._fullLayout[(t.yaxis || 'y').replace('y', 'yaxis')];
+             const box = gd.getBoundingClientRect();
+             return [box.left + xa._offset + xa.c2p(t.x[index]), box.top + ya._offset + ya.c2p(t.y[index])]; }""",
+        [PLOT, meta, index],
+    )
+    x, y = where
+    for k in range(5, 0, -1):
+        page.mouse.move(x - 3 * k, y - 2 * k)
+        page.wait_for_timeout(40)
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)
+    return page.eval_on_selector_all(f"{PLOT} .hoverlayer text", "els => els.map(e => e.textContent)")
+
+
+def click_legend(page, label: str) -> None:
+    entries = page.locator(f"{PLOT} .legend .traces")
+    for i in range(entries.count()):
+        if entries.nth(i).locator(".legendtext").text_content().strip() == label:
+            entries.nth(i).locator(".legendtoggle").click()
+            page.wait_for_timeout(300)
+            return
+    pytest.fail(f"no legend entry {label!r} in {legend(page)}")
 
 
 def summary(page) -> list[list[str]]:

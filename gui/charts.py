@@ -1,0 +1,357 @@
+"""The page's interactive charts: Plotly figures, built as plain JSON-ready dicts and drawn by
+the plotly.js that Gradio's `gr.Plot` carries (no network, nothing to install).
+
+Hover shows the series, the step and the value; zoom, pan and a click on a legend entry
+(which hides or shows that series in every panel: one legend group per series) are the
+browser's. `layout.uirevision` is the run's id, so the zoom and the hidden series stay
+while the run's frames replace each other. Each frame carries every series decimated to
+at most `MAX_POINTS` points (the minimum and maximum of each bucket, so a spike stays
+visible); the CSV carries every point.
+
+Traces are named for what they show; each trace's `meta` is `"<panel>-<n>"` (n the series'
+index over the shown runs; panels `loss`, `loss-raw`, `val-loss`, `val-acc`, `path`, `lr`,
+`ratio`, `gnorm`), which the tests read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from keras_adaptive_gui import tasks
+
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+          "#7f7f7f")
+BACKEND_DASHES = {"tensorflow": "solid", "jax": "dash", "torch": "dot"}
+# A log axis labelled 0.001, 1e+06: few ticks, no minor digits crowding a short range.
+LOG = {"type": "log", "nticks": 5, "tickformat": ".3~g"}
+MAX_POINTS = 600  # per trace and frame
+HEIGHT = 760
+CONTOUR_POINTS = 70
+STAT_PANELS = (  # (name in Series.stats, meta prefix, title on models, title on 2-D functions)
+    ("effective_lr", "lr", "median effective learning rate", "effective learning rate"),
+    ("update_ratio", "ratio", "update / weight size ‖Δw‖/‖w‖", "step / distance from 0 ‖Δp‖/‖p‖"),
+    ("grad_norm", "gnorm", "gradient norm of the batch ‖g‖", "gradient norm of the step ‖∇f‖"),
+)
+
+
+@dataclass
+class DisplayOptions:
+    log_scale: bool = False
+    smoothing: float = 0.0  # exponential smoothing of the training loss, in [0, 0.99]
+    x_axis: str = "step"  # "step" or "time"
+
+    def describe(self) -> str:
+        return (f"display: {'log' if self.log_scale else 'linear'} loss axis, smoothing {self.smoothing:g}, "
+                f"x axis {'wall-clock time' if self.x_axis == 'time' else 'step'}")
+
+
+@dataclass
+class Shown:
+    """One run on the chart: the current one (`prefix` empty) or one from the history."""
+
+    comparison: Any
+    prefix: str = ""
+    dash: Optional[str] = None  # overrides the backend's dash (runs from the history are dotted)
+    first_index: int = 0  # its first series' index among all the shown series (colours)
+    hidden: set = field(default_factory=set)
+
+
+def smooth(values: Any, weight: float) -> np.ndarray:
+    """Debiased exponential moving average (TensorBoard's smoothing); NaN/inf pass through."""
+    out = np.empty(len(values))
+    average, count = 0.0, 0
+    for i, v in enumerate(values):
+        if not math.isfinite(v):
+            out[i] = v
+            continue
+        average = weight * average + (1 - weight) * v
+        count += 1
+        out[i] = average / (1 - weight**count) if weight > 0 else v
+    return out
+
+
+def decimate(x: Any, y: Any, max_points: int = MAX_POINTS) -> tuple[list, list]:
+    """At most about `max_points` of (x, y): in each of max_points/2 buckets its minimum and
+    maximum of y, in order (the first and last points always kept)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = len(x)
+    if n <= max_points:
+        return _clean(x), _clean(y)
+    buckets = max_points // 2
+    size = -(-n // buckets)
+    padded = np.full(buckets * size, np.nan)
+    padded[:n] = np.where(np.isfinite(y), y, np.nan)
+    chunks = padded.reshape(buckets, size)
+    empty = np.all(np.isnan(chunks), axis=1)
+    low = np.argmin(np.where(np.isnan(chunks), np.inf, chunks), axis=1)
+    high = np.argmax(np.where(np.isnan(chunks), -np.inf, chunks), axis=1)
+    starts = np.arange(buckets) * size
+    keep = np.concatenate([[0, n - 1], (starts + low)[~empty], (starts + high)[~empty], starts[empty]])
+    index = np.unique(keep[keep < n])
+    return _clean(x[index]), _clean(y[index])
+
+
+def _clean(values: np.ndarray) -> list:
+    """JSON-ready numbers: NaN and inf become None (a gap), values rounded to 6 significant digits."""
+    return [float(f"{v:.6g}") if math.isfinite(v) else None for v in values.tolist()]
+
+
+def _x_of(series: Any, steps: list, by_time: bool) -> list:
+    if not by_time:
+        return list(steps)
+    time_of = dict(zip(series.steps, series.times))
+    return [time_of.get(k, math.nan) for k in steps]
+
+
+def _axis(n: int, letter: str) -> str:
+    return letter if n == 1 else f"{letter}{n}"
+
+
+def _fmt(value: Optional[float]) -> str:
+    if value is None:
+        return "?"
+    return f"{value:.3g}" if math.isfinite(value) else str(value)
+
+
+def _style(shown: Shown, s: Any, index: int) -> dict:
+    several = len(shown.comparison.config.backends) > 1
+    dash = shown.dash or (BACKEND_DASHES.get(s.backend, "solid") if several else "solid")
+    return {"color": COLORS[index % len(COLORS)], "dash": dash}
+
+
+def _name(shown: Shown, s: Any) -> str:
+    label = s.label if s.status in ("training", "finished", "starting") else f"{s.label} ({s.status})"
+    return f"{shown.prefix}{label}"
+
+
+def _line(x: list, y: list, name: str, group: str, meta: str, style: dict, axis: int, hover: str, *,
+          legend: bool = False, width: float = 1.6, opacity: float = 1.0, markers: bool = False,
+          visible: Any = True) -> dict:
+    return {
+        "type": "scatter", "mode": "lines+markers" if markers else "lines", "x": x, "y": y, "name": name,
+        "legendgroup": group, "showlegend": legend, "meta": meta, "opacity": opacity, "visible": visible,
+        "line": {"color": style["color"], "dash": style["dash"], "width": width},
+        "marker": {"size": 6}, "xaxis": _axis(axis, "x"), "yaxis": _axis(axis, "y"),
+        "hovertemplate": f"<b>{name}</b><br>{hover}<extra></extra>",
+    }
+
+
+def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "") -> dict:
+    """The chart of `runs` (a list of `Shown`, the current run first) as a Plotly figure dict."""
+    if not runs:
+        return empty(note or "Choose optimizers and press Train.")
+    config = runs[0].comparison.config
+    facts = tasks.TASKS[config.task]
+    by_time = options.x_axis == "time"
+    x_hover = "t %{x:.3g} s" if by_time else "step %{x}"
+    data, annotations = [], []
+    layout = _layout_2d(config.task) if facts.is_2d else _layout_model(facts)
+    loss_axis = 2 if facts.is_2d else 1
+    blown = []
+    clip_values = []  # the values the loss axis must show: all but what blown-up series did after blowing up
+    for shown in runs:
+        for k, s in enumerate(shown.comparison.series):
+            index = shown.first_index + k
+            group, name, style = f"{shown.prefix}{k}", _name(shown, s), _style(shown, s, index)
+            visible = "legendonly" if s.label in shown.hidden else True
+            x_all = s.times if by_time else s.steps
+            losses = np.asarray(s.losses, dtype=float)
+            if s.blown_up_at is not None:
+                blown.append((shown, s, name, style, x_all))
+                before = [v for st, v in zip(s.steps, s.losses) if st < s.blown_up_at]
+                clip_values += before
+            else:
+                clip_values += s.losses
+            legend_done = False
+            if facts.is_2d:
+                px, py = decimate(s.xs, s.ys)
+                data.append(_line(px, py, name, group, f"path-{index}", style, 1, "x %{x:.4g}, y %{y:.4g}",
+                                  legend=True, width=2, visible=visible))
+                if s.xs:
+                    data.append({"type": "scatter", "mode": "markers", "x": [px[-1]], "y": [py[-1]],
+                                 "legendgroup": group, "showlegend": False, "hoverinfo": "skip", "visible": visible,
+                                 "marker": {"color": style["color"], "size": 8}, "xaxis": "x", "yaxis": "y"})
+                legend_done = True
+            if options.smoothing > 0 and len(losses):
+                rx, ry = decimate(x_all, losses)
+                data.append(_line(rx, ry, name + " (raw)", group, f"loss-raw-{index}", style, loss_axis,
+                                  x_hover + "<br>loss %{y:.4g} (raw)", width=1, opacity=0.25, visible=visible))
+                losses = smooth(s.losses, options.smoothing)
+            lx, ly = decimate(x_all, losses)
+            data.append(_line(lx, ly, name, group, f"loss-{index}", style, loss_axis, x_hover + "<br>loss %{y:.4g}",
+                              legend=not legend_done, visible=visible))
+            if not facts.is_2d:
+                vx = _x_of(s, s.epoch_steps, by_time)
+                data.append(_line(_clean(np.asarray(vx, float)), _clean(np.asarray(s.val_losses, float)), name, group,
+                                  f"val-loss-{index}", style, 2, x_hover + "<br>validation loss %{y:.4g}",
+                                  markers=True, visible=visible))
+                data.append(_line(_clean(np.asarray(vx, float)), _clean(np.asarray(s.val_accs, float)), name, group,
+                                  f"val-acc-{index}", style, 3, x_hover + "<br>validation accuracy %{y:.4f}",
+                                  markers=True, visible=visible))
+            first_stat = loss_axis + 1 if facts.is_2d else 4  # the statistics' panels come after the loss panels
+            for j, (stat, meta, _, _) in enumerate(STAT_PANELS):
+                steps, values = s.stats[stat]
+                keep = [i for i, v in enumerate(values) if v is not None and v > 0]  # a log axis
+                sx, sy = decimate(_x_of(s, [steps[i] for i in keep], by_time), [values[i] for i in keep])
+                data.append(_line(sx, sy, name, group, f"{meta}-{index}", style, first_stat + j,
+                                  x_hover + f"<br>{stat.replace('_', ' ')} %{{y:.4g}}", width=1.3, visible=visible))
+    loss_yaxis = layout[f"yaxis{loss_axis if loss_axis > 1 else ''}"]
+    if options.log_scale or (facts.is_2d and config.task != "beale"):
+        loss_yaxis.update(LOG)
+        if not facts.is_2d:
+            layout["yaxis2"].update(LOG)
+    if blown:
+        finite = [v for v in clip_values if math.isfinite(v)] or [1.0]
+        low, high = min(finite), max(finite)
+        if loss_yaxis.get("type") == "log":
+            low = min(v for v in finite if v > 0) if any(v > 0 for v in finite) else 1e-3
+            high = max(high, low * 10)
+            loss_yaxis["range"] = [math.log10(low) - 0.1, math.log10(high) + 0.3]
+            top = high * 1.6
+        else:
+            pad = 0.05 * (high - low or abs(high) or 1.0)
+            loss_yaxis["range"] = [low - pad, high + 4 * pad]
+            top = high + 2 * pad
+        loss_yaxis["autorange"] = False
+        for n, (shown, s, name, style, x_all) in enumerate(blown):
+            step = s.blown_up_at
+            x_at = _x_of(s, [step], by_time)[0]
+            text = f"✖ {shown.prefix}{s.label} blew up at step {step}: loss {_fmt(s.blown_up_value)}"
+            annotations.append({"text": text, "xref": "paper", "yref": "paper", "x": 0.01,
+                                "y": (0.97 if facts.is_2d else 0.985) - 0.035 * n, "xanchor": "left", "yanchor": "top", "showarrow": False,
+                                "font": {"color": style["color"], "size": 12}, "bgcolor": "rgba(255,255,255,0.8)"})
+            if x_at is not None and math.isfinite(x_at):
+                data.append({"type": "scatter", "mode": "markers", "x": [x_at], "y": [top], "name": text,
+                             "legendgroup": f"{shown.prefix}{shown.comparison.series.index(s)}", "showlegend": False,
+                             "meta": f"blown-{shown.first_index + shown.comparison.series.index(s)}",
+                             "marker": {"symbol": "x", "size": 12, "color": style["color"],
+                                        "line": {"color": "black", "width": 1}},
+                             "xaxis": _axis(loss_axis, "x"), "yaxis": _axis(loss_axis, "y"),
+                             "hovertemplate": f"{text}<extra></extra>"})
+    if not any(len(shown.comparison.series) and any(s.steps for s in shown.comparison.series) for shown in runs):
+        annotations.append({"text": note or "Waiting for the first steps…", "xref": "paper", "yref": "paper",
+                            "x": 0.3, "y": 0.7, "showarrow": False, "font": {"size": 16, "color": "#666"}})
+    if facts.is_2d:
+        data = _contours(config.task) + data
+    if any(o.key.startswith("keras.") for o in config.optimizers):  # say why their line is missing
+        for note_ in layout["annotations"]:
+            if STAT_PANELS[0][3 if facts.is_2d else 2] in note_["text"] or (
+                    not facts.is_2d and any(p[2] in note_["text"] for p in STAT_PANELS)):
+                note_["text"] = note_["text"].replace("</b>", "</b> <i>(none for keras.*)</i>")
+    layout["annotations"] = layout.get("annotations", []) + annotations
+    layout["title"] = {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}}
+    layout["uirevision"] = runs[0].comparison.run_id
+    xlabel = "seconds of this optimizer's own step time" if by_time else "step"
+    for key, axis in layout.items():
+        if key.startswith("xaxis") and axis.get("title", {}).get("text") == "step":
+            axis["title"]["text"] = xlabel
+    return {"data": data, "layout": layout}
+
+
+def _panel_title(text: str, x: float, y: float) -> dict:
+    return {"text": f"<b>{text}</b>", "xref": "paper", "yref": "paper", "x": x, "y": y, "xanchor": "left",
+            "yanchor": "bottom", "showarrow": False, "font": {"size": 12}}
+
+
+def _base_layout() -> dict:
+    return {"height": HEIGHT, "margin": {"l": 60, "r": 20, "t": 60, "b": 50}, "hovermode": "closest",
+            "legend": {"orientation": "h", "x": 0, "y": -0.08, "yanchor": "top"},
+            "plot_bgcolor": "white", "paper_bgcolor": "white"}
+
+
+def _grid(axis: dict) -> dict:
+    return {"showgrid": True, "gridcolor": "#e5e5e5", "zeroline": False, "linecolor": "#888", "showline": True,
+            "automargin": True, **axis}
+
+
+def _layout_model(facts: tasks.Task) -> dict:
+    layout = _base_layout()
+    metric = "accuracy" if facts.kind == "classify" else f"accuracy (|error| < {tasks.ADDING_TOLERANCE:g})"
+    layout.update({
+        "xaxis": _grid({"domain": [0, 0.6], "anchor": "y", "title": {"text": "step"}}),
+        "yaxis": _grid({"domain": [0.42, 1], "anchor": "x", "title": {"text": "loss of the batch"}}),
+        "xaxis2": _grid({"domain": [0, 0.27], "anchor": "y2", "title": {"text": "step"}}),
+        "yaxis2": _grid({"domain": [0, 0.3], "anchor": "x2"}),
+        "xaxis3": _grid({"domain": [0.33, 0.6], "anchor": "y3", "title": {"text": "step"}}),
+        "yaxis3": _grid({"domain": [0, 0.3], "anchor": "x3"}),
+    })
+    tops = [(0.74, 1.0), (0.38, 0.64), (0.0, 0.3)]
+    for j, (low, high) in enumerate(tops):
+        n = 4 + j
+        layout[f"xaxis{n}"] = _grid({"domain": [0.7, 1], "anchor": f"y{n}", "matches": "x",
+                                     **({"title": {"text": "step"}} if j == 2 else {"showticklabels": False})})
+        layout[f"yaxis{n}"] = _grid({"domain": [low, high], "anchor": f"x{n}", **LOG})
+    layout["annotations"] = [
+        _panel_title(f"Training loss per step — {facts.description}", 0, 1.0),
+        _panel_title("validation loss (per epoch)", 0, 0.3),
+        _panel_title(f"validation {metric}", 0.33, 0.3),
+        *(_panel_title(STAT_PANELS[j][2], 0.7, high) for j, (_, high) in enumerate(tops)),
+    ]
+    return layout
+
+
+def _layout_2d(task: str) -> dict:
+    fn = tasks.FUNCTIONS_2D[task]
+    layout = _base_layout()
+    layout.update({
+        "xaxis": _grid({"domain": [0, 0.55], "anchor": "y", "range": list(fn.xlim), "title": {"text": "x"}}),
+        "yaxis": _grid({"domain": [0, 1], "anchor": "x", "range": list(fn.ylim), "title": {"text": "y"}}),
+    })
+    tops = [(0.79, 1.0), (0.53, 0.74), (0.27, 0.48), (0.0, 0.22)]
+    titles = ["f(x, y) per step"] + [p[3] for p in STAT_PANELS]
+    for j, (low, high) in enumerate(tops):
+        n = 2 + j
+        layout[f"xaxis{n}"] = _grid({"domain": [0.65, 1], "anchor": f"y{n}", **({"matches": "x2"} if n > 2 else {}),
+                                     **({"title": {"text": "step"}} if j == 3 else {"showticklabels": False})})
+        layout[f"yaxis{n}"] = _grid({"domain": [low, high], "anchor": f"x{n}", **(LOG if j else {})})
+    layout["annotations"] = [_panel_title(f"{task}: {fn.formula}", 0, 1.0)] + [
+        _panel_title(t, 0.65, high) for t, (_, high) in zip(titles, tops)]
+    return layout
+
+
+_CONTOURS: dict = {}
+
+
+def _contours(task: str) -> list:
+    """The function's contours (log-spaced levels: colours by log10 f) with its minimum and start."""
+    if task not in _CONTOURS:
+        fn = tasks.FUNCTIONS_2D[task]
+        xx, yy, zz = tasks.contour_grid(task, CONTOUR_POINTS)
+        z = np.log10(np.maximum(zz, 1e-3))
+        _CONTOURS[task] = [
+            {"type": "contour", "x": _clean(xx[0]), "y": _clean(yy[:, 0]), "z": [_clean(row) for row in z],
+             "colorscale": [[0, "#9ecae1"], [0.5, "#deebf7"], [1, "#ffffff"]], "showscale": False, "opacity": 0.8,
+             "ncontours": 25, "contours": {"coloring": "fill", "showlines": True},
+             "line": {"color": "#aaa", "width": 0.5}, "hoverinfo": "skip", "name": "log10 f",
+             "showlegend": False, "meta": "contours", "xaxis": "x", "yaxis": "y"},
+            {"type": "scatter", "mode": "markers", "x": [fn.minimum[0]], "y": [fn.minimum[1]], "name": "minimum",
+             "meta": "minimum", "marker": {"symbol": "star", "size": 16, "color": "gold", "line": {"color": "black",
+                                                                                               "width": 1}},
+             "xaxis": "x", "yaxis": "y", "hovertemplate": "minimum (%{x}, %{y})<extra></extra>"},
+            {"type": "scatter", "mode": "markers", "x": [fn.start[0]], "y": [fn.start[1]], "name": "start",
+             "meta": "start", "marker": {"size": 9, "color": "black"}, "xaxis": "x", "yaxis": "y",
+             "hovertemplate": "start (%{x}, %{y})<extra></extra>"},
+        ]
+    return json.loads(json.dumps(_CONTOURS[task]))
+
+
+def empty(text: str) -> dict:
+    """A figure with only a sentence in it (no axes, no ticks)."""
+    return {"data": [], "layout": {"height": 160, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+                                   "xaxis": {"visible": False}, "yaxis": {"visible": False},
+                                   "plot_bgcolor": "white", "paper_bgcolor": "white",
+                                   "annotations": [{"text": text, "xref": "paper", "yref": "paper", "x": 0.5,
+                                                    "y": 0.5, "showarrow": False,
+                                                    "font": {"size": 16, "color": "#666"}}]}}
+
+
+def plot_data(fig: dict) -> Any:
+    """What `gr.Plot` takes: its PlotData with the figure's JSON (no plotly objects to validate)."""
+    from gradio.components.plot import PlotData
+
+    return PlotData(type="plotly", plot=json.dumps(fig, allow_nan=False))
