@@ -107,7 +107,12 @@ def fused_argument_devices(monkeypatch):
     def wrap(name, kernel):
         def wrapper(*args, **kwargs):
             lists = [a for a in args if isinstance(a, (list, tuple))]
-            seen.append((name, [sorted({t.device.type for t in a if isinstance(t, torch.Tensor)}) for a in lists]))
+            devices = [sorted({t.device.type for t in a if isinstance(t, torch.Tensor)}) for a in lists]
+            seen.append((name, devices))
+            # Checked before the call: a CUDA kernel reading a host pointer is an illegal address, and
+            # that error poisons the CUDA context of every later test in this process.
+            for d in devices:
+                assert d in ([], devices[0]), f"{name}: argument lists on {devices} (the first is the weights')"
             return kernel(*args, **kwargs)
 
         return wrapper

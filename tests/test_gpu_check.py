@@ -97,3 +97,24 @@ def test_dry_run_runs_every_part_on_the_cpu_and_says_what_it_skipped(tmp_path):
     with tarfile.open(bundle) as tar:
         names = tar.getnames()
     assert f"{run_dir.name}/summary.json" in names and f"{run_dir.name}/bench/{backend}.json" in names
+
+
+def test_a_process_over_its_share_is_stopped_and_pytest_keeps_what_it_ran(tmp_path):
+    """The budget: a pytest process still running at its deadline gets SIGINT, ends its session and
+    writes the JUnit file of the tests it finished, which the summary reads."""
+    import time
+
+    from benchmarks import gpu
+
+    (tmp_path / "test_slow.py").write_text("import time\n\ndef test_fast():\n    pass\n\n"
+                                           "def test_slow():\n    time.sleep(120)\n")
+    xml = tmp_path / "out.xml"
+    job = gpu.Job("slow", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}",
+                           str(tmp_path / "test_slow.py")], dict(os.environ), str(tmp_path / "log"))
+    job.start()
+    started = time.time()
+    job.wait(started + 8)
+    assert job.timed_out and job.code is not None
+    assert time.time() - started < 60
+    result = gpu.junit(str(xml))
+    assert result["passed"] == 1 and result["tests"] == 1 and result["interrupted"], result
