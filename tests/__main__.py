@@ -3,9 +3,10 @@
 Keras fixes its backend at import, so `KERAS_BACKEND` is set per pytest process.
 Extra arguments go to pytest (`python -m tests -x -k adam`); `--backends jax,torch`
 picks backends; `--jobs N` runs N backends at once (default one per CPU: 2 backends at
-once take 390 s instead of 540 s on a 2-core machine; `--jobs 1` shows pytest's progress
-live). Prints one summary line per backend and a total, and exits non-zero if any backend
-failed.
+once take 390 s instead of 540 s on a 2-core machine), printing a line of progress (tests
+done per backend) every 20 s and each backend's output when it ends; `--jobs 1` shows
+pytest's own output live. Prints one summary line per backend and a total, and exits
+non-zero if any backend failed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import xml.etree.ElementTree as ET
 
 BACKENDS = ("tensorflow", "jax", "torch")
+PROGRESS_EVERY = 20  # seconds between progress lines
 
 
 def _counts(junit_path: str) -> dict:
@@ -52,10 +54,25 @@ def main(argv: list[str] | None = None) -> int:
             log = None if args.jobs == 1 else open(os.path.join(tmp, f"{backend}.log"), "w+")
             if log is None:
                 print(f"\n===== KERAS_BACKEND={backend} =====", flush=True)
-            process = subprocess.Popen([sys.executable, "-m", "pytest", "tests", f"--junitxml={junit}", *pytest_args],
-                                       cwd=root, env=dict(os.environ, KERAS_BACKEND=backend), stdout=log,
-                                       stderr=subprocess.STDOUT if log else None)
+            env = dict(os.environ, KERAS_BACKEND=backend, KERAS_ADAPTIVE_PROGRESS=progress_file(backend))
+            process = subprocess.Popen(
+                [sys.executable, "-m", "pytest", "tests", "-p", "tests.progress", f"--junitxml={junit}", *pytest_args],
+                cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT if log else None)
             return backend, process, junit, log, time.time()
+
+        def progress_file(backend: str) -> str:
+            return os.path.join(tmp, f"{backend}.progress")
+
+        def show_progress(running: list, began: float) -> None:
+            parts = []
+            for backend, *_ in running:
+                try:
+                    with open(progress_file(backend)) as f:
+                        done, collected, failed = f.read().split()
+                except (OSError, ValueError):
+                    done, collected, failed = "0", "?", "0"
+                parts.append(f"{backend} {done}/{collected}" + (f" ({failed} failed)" if failed != "0" else ""))
+            print(f"[{time.time() - began:4.0f} s] running: " + ", ".join(parts), flush=True)
 
         def finish(run) -> None:
             backend, process, junit, log, started = run
@@ -66,11 +83,20 @@ def main(argv: list[str] | None = None) -> int:
                 log.close()
             results.append((backend, code, _counts(junit), time.time() - started))
 
-        pending, running = list(backends), []
+        # With backends at once, their output is held until each ends: a line of progress every
+        # `PROGRESS_EVERY` seconds says which are running and how many tests each has done.
+        pending, running, began = list(backends), [], time.time()
         while pending or running:
             while pending and len(running) < max(1, args.jobs):
                 running.append(start(pending.pop(0)))
-            finish(running.pop(0))
+            shown = time.time()
+            while (ended := next((run for run in running if run[1].poll() is not None), None)) is None:
+                time.sleep(0.5)
+                if args.jobs > 1 and time.time() - shown >= PROGRESS_EVERY:
+                    show_progress(running, began)
+                    shown = time.time()
+            running.remove(ended)
+            finish(ended)
         results.sort(key=lambda r: backends.index(r[0]))
     print("\n===== summary =====")
     total = {"passed": 0, "failed": 0, "skipped": 0}

@@ -13,6 +13,10 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "default_min_size: tests/test_jax_native.py leaves the kernel's MIN_SIZE at its default",
     )
+    config.addinivalue_line(
+        "markers", "requires_trainable_backend: Keras' own marker, in its tests that tests/test_keras_suite.py "
+                   "runs (every backend here trains)",
+    )
 
 
 def _left_out(item, backend: str) -> bool:

@@ -163,3 +163,22 @@ def test_automatic_names_are_keras_and_unique():
     assert ka.RMSProp(name="mine").name == "mine"
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(second))
     assert restored.name == second.name
+
+
+@pytest.mark.backends("tensorflow")
+@pytest.mark.parametrize("name", ONE_PER_CLASS)
+def test_indexed_slices_with_a_tuple_dense_shape(name):
+    """TensorFlow accepts a Python tuple as an IndexedSlices' dense shape (Keras' own sparse
+    tests build them so), which its `.shape` cannot read: the step is the dense one's."""
+    import tensorflow as tf
+
+    values = np.arange(30, dtype="float32").reshape(3, 10) / 30.0
+    sparse = tf.IndexedSlices(tf.constant(values), tf.constant([0, 2, 4]), (5, 10))
+    dense = np.zeros((5, 10), "float32")
+    dense[[0, 2, 4]] = values
+    results = []
+    for grad in (sparse, tf.constant(dense)):
+        variable = keras.Variable(np.ones((5, 10), "float32"))
+        getattr(ka, name)(**ONE_PER_CLASS[name]).apply([grad], [variable])
+        results.append(to_numpy(variable))
+    np.testing.assert_array_equal(*results)
