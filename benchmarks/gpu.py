@@ -219,7 +219,13 @@ def junit(path: str) -> dict:
     out = {"tests": 0, "failed": 0, "skipped": 0, "passed": 0, "failures": [], "skips": []}
     if not os.path.exists(path):
         return out
-    for case in ET.parse(path).getroot().iter("testcase"):
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as error:  # a process killed while writing it
+        out["failures"].append({"test": "(junit)", "message": f"{path}: {error}"})
+        out["failed"] += 1
+        return out
+    for case in root.iter("testcase"):
         if not case.get("name"):  # the test running when pytest was interrupted
             out["interrupted"] = True
             continue
@@ -275,10 +281,11 @@ def targets(derived: list, cuda: bool) -> list:
 def short_table(summary: dict, derived: list) -> str:
     lines = [f"## python -m benchmarks.gpu: {summary['mode']}", ""]
     if summary["mode"] != "cuda":
-        lines += ["DRY RUN on the CPU. Skipped, as they need CUDA: the conformance tests on CUDA tensors and on",
-                  "JAX's GPU backend (a -k subset ran on the CPU instead), timings on a GPU (the worker's --quick",
-                  "rows ran on the CPU: not meaningful numbers), the TF32-off rerun, the native kernel's run",
-                  "beside a GPU backend.", ""]
+        head = "NOTHING RAN ON CUDA." if summary["mode"].startswith("the CUDA plan") else "DRY RUN on the CPU."
+        lines += [head + " Skipped, as they need CUDA: " + "; ".join(summary["skipped_needs_cuda"]) + "."
+                  + ("" if summary["mode"].startswith("the CUDA plan") else
+                     " The worker's --quick sizes stand in for the rows '16M' (2 x 256x256) and '1M' (20 x 100x50)."),
+                  ""]
     lines += ["| tests | device | passed | failed | skipped | seconds |", "|---|---|---|---|---|---|"]
     for name, t in summary["tests"].items():
         state = " (timed out)" if t["timed_out"] else ""
@@ -323,7 +330,7 @@ def short_table(summary: dict, derived: list) -> str:
               + (": missed " + "; ".join(f"{t['backend']} {t['size']} {t['row']} {t['target']} ({t['value']:.2f})"
                                         for t in missed) if missed else "")]
     for name, b in summary["bench"].items():
-        state = "timed out (partial)" if b["timed_out"] else f"exit {b['code']}"
+        state = b.get("note") or ("timed out (partial)" if b["timed_out"] else f"exit {b['code']}")
         lines.append(f"Benchmark {name}: {state} in {b['seconds']:.0f} s on {b.get('device') or '?'}")
     lines.append(f"Total {summary['seconds']:.0f} s. Results: {summary['directory']}")
     return "\n".join(lines)
@@ -347,6 +354,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=10, help="worker rounds on CUDA (fit: max(5, rounds/2))")
     parser.add_argument("--rows", default=None, help="benchmark rows (benchmarks/specs.py ids; default all)")
     parser.add_argument("--no-fit", action="store_true")
+    parser.add_argument("--full-on-cpu", action="store_true",
+                        help="without CUDA, run the CUDA run's plan on the CPU (to test this script; slow unless -k "
+                             "and --rows narrow it)")
     parser.add_argument("-k", dest="keyword", default=None, help="pytest -k for every test process")
     args = parser.parse_args(argv)
     if args.download_wheels:
@@ -358,19 +368,24 @@ def main(argv=None) -> int:
     env = base_env(site)
     detected = {"torch_cuda": False, "skipped": "--dry-run"} if args.dry_run else detect_cuda(env)
     cuda = bool(detected.get("torch_cuda"))
-    mode = "cuda" if cuda else "dry run on the CPU"
+    full = cuda or args.full_on_cpu  # the CUDA run's plan (all tests, all rows, processes at once)
+    mode = "cuda" if cuda else "the CUDA plan on the CPU (--full-on-cpu)" if full else "dry run on the CPU"
     if not cuda and not args.dry_run:
-        log(f"no CUDA device ({detected}): this is a dry run on the CPU")
-    stamp = time.strftime("%Y%m%d-%H%M%S") + ("" if cuda else "-dry")
+        log(f"no CUDA device ({detected}): " + ("the CUDA plan runs on the CPU" if full else "this is a dry run on the CPU"))
+    stamp = time.strftime("%Y%m%d-%H%M%S") + ("" if cuda else "-cpu" if full else "-dry")
     directory = os.path.join(args.out, f"gpu-{stamp}")
     os.makedirs(os.path.join(directory, "bench"), exist_ok=True)
     backends = [b for b in args.backends.split(",") if b]
     parts = set(args.parts.split(","))
     versions = preflight(env)
     log(f"mode: {mode}; backends {backends}; parts {sorted(parts)}; budget {args.budget:.0f} s; versions {versions}")
-    skipped = [] if cuda else ["conformance tests on CUDA tensors and on JAX's GPU backend (a -k subset ran on the CPU)",
-                               "apply()/fit timings on a GPU (the worker's --quick rows ran on the CPU)",
-                               "the TF32-off rerun of failed tests", "tests/test_jax_native.py beside a GPU backend"]
+    skipped = [] if cuda else [
+        "the conformance tests with CUDA tensors and on JAX's GPU backend (ran on the CPU"
+        + ("" if full else ", a -k subset") + ")",
+        "apply() and fit timings on a GPU (ran on the CPU" + ("" if full else ", the worker's --quick rows")
+        + ": not the GPU's numbers)",
+        "tests/test_jax_native.py beside a GPU backend",
+    ] + ([] if full else ["the TF32-off rerun of failed tests"])
     for s in skipped:
         log(f"skipped (needs CUDA): {s}")
 
@@ -392,32 +407,33 @@ def main(argv=None) -> int:
             plan.append(("jax-cpu-native", "jax", True))
         for name, backend, jax_cpu in plan:
             job_files = [NATIVE] if jax_cpu else [OWN] + files  # ours first: it checks the kernels' arguments
-            if not cuda and backend == "jax":
+            if not full and backend == "jax":
                 if not jax_cpu:
                     continue  # dry run: JAX is on the CPU anyway; one JAX process runs it all
                 name, job_files = "jax", [OWN] + files + [NATIVE]
             junit_path = os.path.join(directory, f"tests-{name}.xml")
             cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", f"--junitxml={junit_path}",
                    *job_files]
-            keyword = args.keyword or (None if cuda else DRY_K)
+            keyword = args.keyword or (None if full else DRY_K)
             if keyword:
                 cmd += ["-k", keyword]
             job_env = backend_env(env, backend, cuda, jax_cpu)
             job_env["KA_GPU_RECORD"] = os.path.join(directory, f"device-{name}.json")
-            if not cuda:
+            if not full:
                 job_env["KA_GPU_QUICK"] = "1"
             job = Job(name, cmd, job_env, os.path.join(directory, f"tests-{name}.log"))
             job.junit, job.files = junit_path, job_files
             test_jobs.append(job)
         tests_deadline = start + args.budget * (0.45 if "bench" in parts else 0.9)
-        log(f"tests: {', '.join(j.name for j in test_jobs)} ({'at once' if cuda else 'one after the other'})")
-        run_jobs(test_jobs, tests_deadline, parallel=cuda)
+        log(f"tests: {', '.join(j.name for j in test_jobs)} ({'at once' if full else 'one after the other'})")
+        run_jobs(test_jobs, tests_deadline, parallel=full)
         for job in test_jobs:
             result = junit(job.junit)
             record_path = job.env["KA_GPU_RECORD"]
             record = json.load(open(record_path)) if os.path.exists(record_path) else {}
             result.update(code=job.code, seconds=job.seconds, timed_out=job.timed_out, files=job.files,
-                          device=(record.get("environment") or {}).get("variable_device"), record=record)
+                          device=(record.get("environment") or {}).get("variable_device")
+                          or f"{job.env.get('KA_GPU_EXPECT_DEVICE')} (asked; not recorded)", record=record)
             if job.code not in (0, None) and result["tests"] == 0:
                 result["failures"].append({"test": "(pytest)", "message": job.tail(8)})
                 result["failed"] += 1
@@ -429,7 +445,7 @@ def main(argv=None) -> int:
         for i, backend in enumerate(bench_backends):
             out = os.path.join(directory, "bench", f"{backend}.json")
             cmd = [sys.executable, "-m", "benchmarks.gpu_worker", "--out", out]
-            if cuda:
+            if full:
                 cmd += ["--rounds", str(args.rounds)]
                 if args.rows:
                     cmd += ["--rows", args.rows]
@@ -437,11 +453,16 @@ def main(argv=None) -> int:
                 cmd += ["--quick", "--rows", args.rows or "adam", "--rounds", "2", "--threads", "1"]
             if args.no_fit:
                 cmd.append("--no-fit")
-            left = deadline - 20 - time.time()
+            left = deadline - 15 - time.time()
+            if left < 30:
+                summary["bench"][backend] = {"code": None, "seconds": 0.0, "timed_out": True, "device": None,
+                                             "complete": False, "note": "not run: the budget was spent"}
+                log(f"bench-{backend}: not run, {left:.0f} s of the budget left")
+                continue
             share = left * (0.45 if i == 0 and len(bench_backends) > 1 else 1.0)
             job = Job(f"bench-{backend}", cmd, backend_env(env, backend, cuda),
                       os.path.join(directory, f"bench-{backend}.log"))
-            run_jobs([job], time.time() + max(30.0, share), parallel=False)
+            run_jobs([job], time.time() + share, parallel=False)
             data = json.load(open(out)) if os.path.exists(out) else {}
             summary["bench"][backend] = {"code": job.code, "seconds": job.seconds, "timed_out": job.timed_out,
                                          "device": (data.get("environment") or {}).get("device"),
@@ -449,8 +470,8 @@ def main(argv=None) -> int:
             if not data:
                 summary["bench"][backend]["log_tail"] = job.tail(20)
 
-    # 3. failed tests again with TF32 off, if there is time left (CUDA only)
-    if cuda:
+    # 3. failed tests again with TF32 off, if there is time left (the CUDA plan only)
+    if full:
         for job in test_jobs:
             failures = [f["test"] for f in summary["tests"][job.name]["failures"] if "::" in f["test"]]
             if not failures or deadline - time.time() < 45:
@@ -458,7 +479,8 @@ def main(argv=None) -> int:
             junit_path = os.path.join(directory, f"tests-{job.name}-tf32-off.xml")
             cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit_path}",
                    *failures[:200]]
-            rerun = Job(f"{job.name}-tf32-off", cmd, dict(job.env, **TF32_OFF),
+            rerun_env = dict(job.env, **TF32_OFF, KA_GPU_RECORD=os.path.join(directory, f"device-{job.name}-tf32-off.json"))
+            rerun = Job(f"{job.name}-tf32-off", cmd, rerun_env,
                         os.path.join(directory, f"tests-{job.name}-tf32-off.log"))
             run_jobs([rerun], deadline - 15, parallel=False)
             again = junit(junit_path)
