@@ -4,6 +4,7 @@
     python -m benchmarks.gpu --wheels DIR                 # first `pip install --no-index` the wheels in DIR
     python -m benchmarks.gpu --dry-run                    # on a CPU: a small version of every part
     python -m benchmarks.gpu --download-wheels DIR        # here, with PyPI: keras and the deps a GPU image lacks
+    python -m benchmarks.gpu --full-on-cpu -k adamw --rows adam --no-fit   # the CUDA run's plan, on a CPU
 
 On a CUDA machine, per backend (PyTorch with CUDA tensors, JAX's GPU backend):
 
