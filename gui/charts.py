@@ -145,6 +145,8 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
     """The chart of `runs` (a list of `Shown`, the current run first) as a Plotly figure dict."""
     if not runs:
         return empty(note or "Choose optimizers and press Train.")
+    if not any(s.steps for shown in runs for s in shown.comparison.series):
+        return empty(note or "Waiting for the first steps…")  # no empty axes with made-up ticks
     config = runs[0].comparison.config
     facts = tasks.TASKS[config.task]
     by_time = options.x_axis == "time"
@@ -233,9 +235,6 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                                         "line": {"color": "black", "width": 1}},
                              "xaxis": _axis(loss_axis, "x"), "yaxis": _axis(loss_axis, "y"),
                              "hovertemplate": f"{text}<extra></extra>"})
-    if not any(len(shown.comparison.series) and any(s.steps for s in shown.comparison.series) for shown in runs):
-        annotations.append({"text": note or "Waiting for the first steps…", "xref": "paper", "yref": "paper",
-                            "x": 0.3, "y": 0.7, "showarrow": False, "font": {"size": 16, "color": "#666"}})
     if facts.is_2d:
         data = _contours(config.task) + data
     if any(o.key.startswith("keras.") for o in config.optimizers):  # say why their line is missing

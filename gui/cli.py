@@ -102,6 +102,7 @@ def compare(args: argparse.Namespace) -> int:
             print(f"error: {line}", file=sys.stderr)
         return 2
     print(f"task: {tasks.TASKS[args.task].description}; backends: {', '.join(backends)}", file=sys.stderr)
+    engine.SPARES.enabled = False  # one run: no spare to keep warm
     comparison = engine.Comparison(config)
     shown, last_line = 0, 0.0
     frames = comparison.run(interval=0.2)

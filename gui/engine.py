@@ -244,6 +244,82 @@ def _start_with_backend(process: Any, backend: str) -> None:
                 os.environ["KERAS_BACKEND"] = previous
 
 
+# --- warm spares: worker processes that have imported Keras, waiting for a run --------
+
+
+@dataclass
+class _Spare:
+    process: Any
+    inbox: Any
+    queue: Any
+    stop: Any
+    started: float
+
+
+class Spares:
+    """One warm worker process per backend in use (`worker.run_when_given`): a run takes the
+    backend's spare, which has already imported Keras, and a new spare is started behind it.
+    A spare runs one run and ends, so no state passes from one run to the next."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._spares: dict[str, _Spare] = {}
+        self._lock = threading.Lock()
+
+    def _spawn(self, backend: str) -> _Spare:
+        from keras_adaptive_gui import worker
+
+        context = multiprocessing.get_context("spawn")
+        inbox, q, stop = context.Queue(), context.Queue(), context.Event()
+        process = context.Process(target=worker.run_when_given, args=(backend, inbox, q, stop),
+                                  name=f"keras-adaptive-{backend}", daemon=True)
+        _start_with_backend(process, backend)
+        return _Spare(process, inbox, q, stop, time.monotonic())
+
+    def take(self, backend: str) -> _Spare:
+        """The backend's warm spare if it is alive (else a fresh process); a new spare is started."""
+        with self._lock:
+            spare = self._spares.get(backend)
+            if spare is not None:  # (None: one is being started; leave it be)
+                del self._spares[backend]
+        if spare is None or not spare.process.is_alive():
+            spare = self._spawn(backend)
+        if self.enabled:
+            self.warm(backend)
+        return spare
+
+    def warm(self, backend: str) -> None:
+        """Start the backend's spare if it has none (in the background: spawning takes a moment)."""
+        if not self.enabled or backend not in BACKENDS:
+            return
+        with self._lock:
+            if backend in self._spares and self._spares[backend].process.is_alive():
+                return
+            self._spares[backend] = None  # being started
+
+        def start() -> None:
+            spare = self._spawn(backend)
+            with self._lock:
+                if not self.enabled:
+                    extra = spare
+                else:
+                    extra, self._spares[backend] = None, spare
+            if extra is not None:
+                extra.process.terminate()
+
+        threading.Thread(target=start, daemon=True).start()
+
+    def close(self) -> None:
+        with self._lock:
+            spares, self._spares = [s for s in self._spares.values() if s is not None], {}
+        for spare in spares:
+            spare.process.terminate()
+            spare.process.join(timeout=3)
+
+
+SPARES = Spares(enabled=os.environ.get("KERAS_ADAPTIVE_WARM_WORKERS", "1") != "0")
+
+
 # --- worker slots, shared by every session of this server ----------------------------
 
 _slots_lock = threading.Lock()
@@ -390,6 +466,7 @@ class Comparison:
         self.stopped = False  # Stop was asked for
         self.version = 0  # counts what was taken in: a display redraws when it changes
         self.last_wall: Optional[float] = None  # when the newest message taken in was sent (time.time())
+        self.wall_log: list = []  # (time.time() a steps message was sent, the furthest step in it)
         self._slots = 0
         self.lock = threading.RLock()
         multi = len(config.backends) > 1
@@ -405,23 +482,16 @@ class Comparison:
         raise KeyError((backend, optimizer))
 
     def start(self) -> "Comparison":
-        from keras_adaptive_gui import worker
-
         _acquire_slots(len(self.config.backends), self.limits)
         self._slots = len(self.config.backends)
         self.started_at = time.monotonic()
-        context = multiprocessing.get_context("spawn")
         try:
             for backend in self.config.backends:
-                q, stop = context.Queue(), context.Event()
-                process = context.Process(
-                    target=worker.run,
-                    args=(self.config.worker_config(backend), q, stop),
-                    name=f"keras-adaptive-{backend}",
-                    daemon=True,
-                )
-                _start_with_backend(process, backend)
-                self.workers.append(_Worker(backend, process, q, stop))
+                spare = SPARES.take(backend)
+                spare.inbox.put(self.config.worker_config(backend))
+                w = _Worker(backend, spare.process, spare.queue, spare.stop)
+                w.inbox = spare.inbox  # kept: the child may not have unpickled it yet
+                self.workers.append(w)
         except BaseException:
             self.stop()
             raise
@@ -518,6 +588,8 @@ class Comparison:
             for row in m.get("stats", ()):
                 self.series_of(w.backend, row["series"]).add_stats(row)
             self.last_wall = m.get("wall", self.last_wall)
+            if m["rows"] and self.last_wall is not None:  # when the worker had reached which step
+                self.wall_log.append((self.last_wall, max(row["step"] for row in m["rows"])))
         elif kind == "epoch":
             s = self.series_of(w.backend, m["series"])
             s.epochs.append(m["epoch"])

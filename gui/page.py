@@ -24,7 +24,8 @@ from keras_adaptive_gui import charts, engine, history, hyperparams, tasks
 
 SLOTS = 6
 NONE = "(none)"
-FRAME_SECONDS = 0.2
+FRAME_SECONDS = 0.2  # the status's refresh
+CHART_SECONDS = 0.6  # the chart's and the table's
 SUMMARY_COLUMNS = ["optimizer", "backend", "status", "steps", "final loss", "best val acc", "final val loss",
                    "ms/step", "blown up at step"]
 
@@ -522,13 +523,20 @@ def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryP
         # order: Stop only ends the workers, and the loop draws the last frame.
         frames = comparison.run(FRAME_SECONDS)
         try:
+            drawn = 0.0
             for _ in frames:
                 if session.comparison is not comparison:
                     return  # a newer run of this session owns the page now
                 with comparison.lock:  # never half of a Stop
                     if not comparison.running:
                         break
-                    frame = (_figure(session, store, visitor), summary_rows(comparison), status_text(comparison),
+                    # The status every frame; the chart and the table (what costs the browser time to
+                    # draw) at most every CHART_SECONDS, so the browser never queues frames.
+                    chart = time.monotonic() - drawn >= CHART_SECONDS
+                    if chart:
+                        drawn = time.monotonic()
+                    frame = (_figure(session, store, visitor) if chart else gr.skip(),
+                             summary_rows(comparison) if chart else gr.skip(), status_text(comparison),
                              gr.skip(), gr.skip(), gr.skip())
                 yield frame
             if session.comparison is not comparison:
@@ -587,11 +595,13 @@ def _runs_update(store: "history.Store", visitor: str, session: Session) -> Any:
 
 def _wire_history(demo, settings: RunSettings, area: ChartArea, panel: HistoryPanel, sessions: Sessions,
                   store: "history.Store") -> None:
-    def on_load(visitor: str, request: gr.Request):
+    def on_load(visitor: str, backend: str, request: gr.Request):
+        engine.SPARES.warm(backend)  # a worker with Keras imported, ready for the first Train
         visitor = visitor if history.is_visitor_id(visitor) else history.new_visitor_id()
         return visitor, _runs_update(store, visitor, sessions.get(request))
 
-    demo.load(on_load, panel.visitor, [panel.visitor, panel.runs], api_visibility="private")
+    demo.load(on_load, [panel.visitor, settings.backend], [panel.visitor, panel.runs], api_visibility="private")
+    settings.backend.change(engine.SPARES.warm, settings.backend, None, api_visibility="private")
 
     def on_overlay(ticked: list, visitor: str, request: gr.Request):
         session = sessions.get(request)

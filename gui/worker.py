@@ -58,6 +58,47 @@ def run(config: dict, queue: Any, stop: Any) -> None:
         queue.put({"type": "error", "message": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
 
 
+SPARE_NAME, RUN_NAME = b"ka-spare", b"ka-run"  # the process's name (/proc/<pid>/comm) while idle, while running
+
+
+def _name_process(name: bytes) -> None:
+    """Name this process (Linux prctl PR_SET_NAME), so an idle spare is told from a run."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def run_when_given(backend: str, inbox: Any, queue: Any, stop: Any) -> None:
+    """A warm spare: import Keras and the optimizers now, then wait for one run's config on
+    `inbox` and run it (`run`); None, or the server gone, ends it. The engine keeps one spare
+    per backend in use, so a Train finds Keras already imported."""
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _name_process(SPARE_NAME)
+    parent = os.getppid()
+    import queue as queue_module
+
+    import keras  # noqa: F401 (the point: the import is done before the run is asked for)
+
+    from keras_adaptive_gui import hyperparams
+
+    hyperparams.catalog()
+    while True:
+        try:
+            config = inbox.get(timeout=1.0)
+            break
+        except queue_module.Empty:
+            if os.getppid() != parent:
+                return
+    if config is None:
+        return
+    _name_process(RUN_NAME)
+    run(config, queue, stop)
+
+
 class _Trainer:
     def __init__(self, config: dict, send: Callable[[dict], None], stopped: Callable[[], bool]) -> None:
         self.config = config

@@ -52,6 +52,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def is_spare(pid: int) -> bool:
+    """An idle warm worker (`worker.run_when_given` names itself so until given a run)."""
+    from keras_adaptive_gui.worker import SPARE_NAME
+
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().strip() == SPARE_NAME
+    except OSError:
+        return False
+
+
 class Server:
     def __init__(self, process: subprocess.Popen, url: str, log_path: str) -> None:
         self.process = process
@@ -67,7 +78,8 @@ class Server:
             return f.read()[-6000:]
 
     def worker_pids(self) -> list[int]:
-        """The server's live training worker processes (multiprocessing spawn children)."""
+        """The server's live training worker processes (multiprocessing spawn children), idle
+        warm spares left out."""
         pids = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
@@ -80,7 +92,7 @@ class Server:
             except OSError:
                 continue
             state, ppid = fields[0], int(fields[1])
-            if ppid == self.pid and "spawn_main" in cmdline and state != "Z":
+            if ppid == self.pid and "spawn_main" in cmdline and state != "Z" and not is_spare(int(entry)):
                 pids.append(int(entry))
         return pids
 

@@ -23,6 +23,14 @@ from tests.gui.conftest import console_script
 BACKEND = keras.backend.backend()
 
 
+@pytest.fixture(autouse=True)
+def no_spares():
+    """Runs here start their own process; no warm spare is left behind (except where a test asks)."""
+    engine.SPARES.enabled = False
+    yield
+    engine.SPARES.close()
+
+
 # --- hyperparameters come from the library ---------------------------------------------
 
 
@@ -414,3 +422,26 @@ def test_run_history_keeps_each_visitor_apart_across_a_restart(tmp_path):
                                     for f in ("config.json", "records.csv")])
     assert restarted.run_ids(other) == [opened]
     assert restarted.delete(me, comparison.run_id) and restarted.run_ids(me) == []
+
+
+def test_a_run_takes_the_warm_spare_and_leaves_a_new_one():
+    spares = engine.Spares()
+    saved, engine.SPARES = engine.SPARES, spares
+    try:
+        spares.warm(BACKEND)
+        deadline = time.monotonic() + 60
+        while not (spares._spares.get(BACKEND) and spares._spares[BACKEND].process.is_alive()):
+            assert time.monotonic() < deadline, "no spare was started"
+            time.sleep(0.05)
+        spare = spares._spares[BACKEND]
+        comparison = engine.Comparison(_config(task="quadratic", steps_2d=5, optimizers=[("adam", {})])).start()
+        assert comparison.workers[0].process is spare.process  # the run went to the warm process
+        assert comparison.wait(timeout=120)
+        assert comparison.series[0].status == "finished" and comparison.series[0].steps == list(range(6))
+        deadline = time.monotonic() + 60
+        while not (spares._spares.get(BACKEND) and spares._spares[BACKEND].process is not spare.process):
+            assert time.monotonic() < deadline, "no new spare behind the one taken"
+            time.sleep(0.05)
+    finally:
+        spares.close()
+        engine.SPARES = saved

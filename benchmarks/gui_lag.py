@@ -1,0 +1,195 @@
+"""How far the page's display lags behind the workers, and how long Train takes to draw.
+
+    python -m benchmarks.gui_lag                      # lag: 6 optimizers x 5,000 steps, a second session training too
+    python -m benchmarks.gui_lag --first-curve        # Train to first curve, cold then warm, per backend; 2-D redraw
+    options: --backend jax --optimizers 6 --epochs 20 --steps-per-epoch 250 --no-second-session
+
+The page is served in this process (`page.build`, as `keras-adaptive-gui` serves it) and
+driven by headless Chromium. Lag: every 0.1 s the benchmark reads the step the status shows
+in the browser; the engine logs when each worker message was sent (time.time()) and the
+furthest step in it, so the worker's own step at that moment is known. Lag in steps is the
+worker's step (its last message sent by then) minus the shown step; lag in seconds is how
+long the worker has been ahead of the display: now minus when it sent the first step past
+the one shown (0 while it has sent nothing newer). A worker sends what it did every 0.15 s
+(`worker.FLUSH_SECONDS`), which comes on top. Same machine, same clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import os
+import re
+import socket
+import statistics
+import tempfile
+import threading
+import time
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _serve(results: str):
+    from keras_adaptive.datasets import sample_path
+    from keras_adaptive_gui import engine, page
+
+    comparisons = []  # every comparison started, in order
+    start = engine.Comparison.start
+
+    def register(self):
+        comparisons.append(self)
+        return start(self)
+
+    engine.Comparison.start = register
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = page.build(sample_path(), "MNIST sample", limits=engine.Limits(max_workers=8), results_dir=results)
+    demo.queue(default_concurrency_limit=16)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, css=page.CSS)
+    return f"http://127.0.0.1:{port}/", comparisons, demo
+
+
+def _page(browser, url):
+    context = browser.new_context(viewport={"width": 1500, "height": 1150})
+    p = context.new_page()
+    p.set_default_timeout(60_000)
+    p.goto(url)
+    p.wait_for_selector("#plot .js-plotly-plot")
+    return p
+
+
+def _fill(p, elem_id, value):
+    field = p.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def _choose(p, elem_id, value):
+    field = p.locator(f"#{elem_id} input")
+    field.click()
+    field.fill(value)
+    field.press("Enter")
+    p.wait_for_timeout(300)
+
+
+def _setup(p, backend, optimizers, epochs, steps):
+    names = ["sgd", "adam", "rmsprop", "adagrad", "nadam", "adamw"][:optimizers]
+    for i, name in enumerate(names, 1):
+        _choose(p, f"opt{i}-name", name)
+    _fill(p, "epochs", epochs)
+    _fill(p, "steps-per-epoch", steps)
+    p.click(f'#backend [data-testid="{backend}-radio-label"]')
+
+
+def _shown_step(p) -> int | None:
+    m = re.search(r"step (\d+) of", p.inner_text("#status"))
+    return int(m.group(1)) if m else None
+
+
+def lag(args) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, comparisons, demo = _serve(tempfile.mkdtemp(prefix="gui-lag-"))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        main = _page(browser, url)
+        _setup(main, args.backend, args.optimizers, args.epochs, args.steps_per_epoch)
+        other = None
+        if args.second_session:
+            other = _page(browser, url)
+            _setup(other, args.backend, args.optimizers, args.epochs, args.steps_per_epoch)
+            other.click("#train")
+        main.click("#train")
+        samples = []  # (time.time(), step shown)
+        while "Finished" not in main.inner_text("#status") and "Stopped" not in main.inner_text("#status"):
+            step = _shown_step(main)
+            if step is not None:
+                samples.append((time.time(), step))
+            time.sleep(0.1)
+        comparison = comparisons[-1]  # the main session's (the other one started first)
+        render_ms = main.evaluate("""() => { const gd = document.querySelector('#plot .js-plotly-plot');
+            const t0 = performance.now(); window.Plotly.react(gd, gd.data, gd.layout); return performance.now() - t0; }""")
+        print(f"one chart redraw in the browser (Plotly.react of the last frame): {render_ms:.0f} ms")
+        print(f"{len(samples)} samples, {len(comparison.wall_log)} messages; status: {main.inner_text('#status')[:300]!r}")
+        log = comparison.wall_log
+        walls, steps = [w for w, _ in log], [s for _, s in log]
+        lag_steps, lag_s, where = [], [], []
+        for t, shown in samples:
+            k = bisect.bisect_right(walls, t) - 1
+            if k < 0 or shown == 0:
+                continue
+            lag_steps.append(max(0, steps[k] - shown))
+            # How long the worker has been ahead of the display: since it sent the first step past
+            # the shown one (0 if it has sent nothing newer, e.g. while it evaluates an epoch).
+            j = bisect.bisect_right(steps, shown)
+            lag_s.append(max(0.0, t - walls[j]) if j <= k else 0.0)
+            where.append((t - walls[0], shown))
+        if other is not None:
+            while "Finished" not in other.inner_text("#status"):
+                time.sleep(0.5)
+        browser.close()
+    demo.close()
+    total = args.epochs * args.steps_per_epoch
+    q = statistics.quantiles(lag_s, n=20) if len(lag_s) > 20 else [max(lag_s or [0])] * 19
+    print(f"lag over {len(lag_s)} samples of the status ({args.optimizers} optimizers x {total} steps on "
+          f"{args.backend}{', a second session training' if args.second_session else ''}):")
+    print(f"  seconds: median {statistics.median(lag_s):.2f}, 95th percentile {q[18]:.2f}, max {max(lag_s):.2f}")
+    worst = max(range(len(lag_s)), key=lag_s.__getitem__)
+    print(f"  the largest at {where[worst][0]:.1f} s into the run, step {where[worst][1]} shown")
+    print(f"  steps:   median {statistics.median(lag_steps):.0f}, max {max(lag_steps)}"
+          f" (worker rate {total / (walls[-1] - walls[0]):.0f} steps/s)")
+
+
+def first_curve(args) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, comparisons, demo = _serve(tempfile.mkdtemp(prefix="gui-lag-"))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        p = _page(browser, url)
+        _fill(p, "epochs", 1)
+        _fill(p, "steps-per-epoch", 20)
+        for backend in args.backends.split(","):
+            p.click(f'#backend [data-testid="{backend}-radio-label"]')
+            times = []
+            for _ in range(2):
+                p.click("#train")
+                t0 = time.monotonic()
+                p.wait_for_function("""() => { const gd = document.querySelector('#plot .js-plotly-plot');
+                    const t = gd && gd.data ? gd.data.find(t => t.meta === 'loss-0') : null;
+                    return t && t.y && t.y.length > 0; }""", timeout=120_000)
+                times.append(time.monotonic() - t0)
+                p.wait_for_function("() => document.querySelector('#status').innerText.includes('Finished')",
+                                    timeout=120_000)
+            print(f"{backend}: Train to first curve {times[0]:.1f} s (first), {times[1]:.1f} s (second)")
+        # 2-D: change a learning rate, press Train, see the new paths drawn to the end.
+        _choose(p, "task", "quadratic")
+        _fill(p, "steps-2d", 300)
+        for lr in ("0.01", "0.02"):
+            _fill(p, "opt1-learning_rate", lr)
+            p.click("#train")
+            t0 = time.monotonic()
+            p.wait_for_function("() => document.querySelector('#status').innerText.includes('Finished')",
+                                timeout=120_000)
+            print(f"2-D quadratic, 300 steps, learning rate {lr}: Train to the finished paths {time.monotonic() - t0:.1f} s")
+        browser.close()
+    demo.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--first-curve", action="store_true")
+    parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "jax"))
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--optimizers", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--steps-per-epoch", type=int, default=250)
+    parser.add_argument("--no-second-session", dest="second_session", action="store_false")
+    args = parser.parse_args()
+    (first_curve if args.first_curve else lag)(args)
+
+
+if __name__ == "__main__":
+    main()
