@@ -71,7 +71,9 @@ class Kernel:
 
 
 def _steps(group: Group, t: int) -> list:
-    step = torch.tensor(float(t), dtype=torch.float32)  # read, not written, by the kernels below
+    # Read, not written, by the kernels below; on the weights' device, where PyTorch's CUDA
+    # kernels read it (its own fused Adam keeps the step there); `torch.full` copies nothing.
+    step = torch.full((), float(t), dtype=torch.float32, device=group.params[0].device)
     return [step] * len(group.params)
 
 
