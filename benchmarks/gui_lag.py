@@ -136,13 +136,39 @@ def lag(args) -> None:
     print(f"lag over {len(lag_s)} samples of the status ({args.optimizers} optimizers x {total} steps on "
           f"{args.backend}{', a second session training' if args.second_session else ''}):")
     print(f"  seconds: median {statistics.median(lag_s):.2f}, 95th percentile {q[18]:.2f}, max {max(lag_s):.2f}")
+    if args.verbose:
+        for (at, shown), seconds, steps_behind in list(zip(where, lag_s, lag_steps)):
+            print(f"    {at:7.2f} s  shown {shown:5d}  behind {steps_behind:4d} steps, {seconds:5.2f} s")
+        print(f"  the worker's last message at {walls[-1] - walls[0]:.2f} s (step {steps[-1]})")
     worst = max(range(len(lag_s)), key=lag_s.__getitem__)
     print(f"  the largest at {where[worst][0]:.1f} s into the run, step {where[worst][1]} shown")
     print(f"  steps:   median {statistics.median(lag_steps):.0f}, max {max(lag_steps)}"
           f" (worker rate {total / (walls[-1] - walls[0]):.0f} steps/s)")
 
 
+_TITLE = "() => { const gd = document.querySelector('#plot .js-plotly-plot'); return gd && gd.layout && gd.layout.title ? gd.layout.title.text || '' : ''; }"
+_NEW_CURVE = """old => { const gd = document.querySelector('#plot .js-plotly-plot');
+    if (!gd || !gd.layout || !gd.layout.title || gd.layout.title.text === old) return false;
+    const t = gd.data ? gd.data.find(t => t.meta === 'loss-0') : null;
+    return !!(t && t.y && t.y.length > 0); }"""
+_NEW_FINISHED = """old => { const gd = document.querySelector('#plot .js-plotly-plot');
+    return !!(gd && gd.layout && gd.layout.title && gd.layout.title.text !== old
+              && document.querySelector('#status').innerText.includes('Finished')); }"""
+
+
+def _train_until(p, condition: str) -> float:
+    """Press Train; seconds until `condition` holds for a chart of the new run (its title names the run)."""
+    old = p.evaluate(_TITLE)
+    p.click("#train")
+    t0 = time.monotonic()
+    p.wait_for_function(condition, arg=old, timeout=180_000, polling=50)
+    return time.monotonic() - t0
+
+
 def first_curve(args) -> None:
+    """Per backend: Train right after choosing it (its spare may still be importing Keras: the
+    first Train of a visit), then Train again after `--idle` seconds (a warm spare). With
+    KERAS_ADAPTIVE_WARM_WORKERS=0 every Train starts a fresh process (cold)."""
     from playwright.sync_api import sync_playwright
 
     url, comparisons, demo = _serve(tempfile.mkdtemp(prefix="gui-lag-"))
@@ -154,26 +180,23 @@ def first_curve(args) -> None:
         for backend in args.backends.split(","):
             p.click(f'#backend [data-testid="{backend}-radio-label"]')
             times = []
-            for _ in range(2):
-                p.click("#train")
-                t0 = time.monotonic()
-                p.wait_for_function("""() => { const gd = document.querySelector('#plot .js-plotly-plot');
-                    const t = gd && gd.data ? gd.data.find(t => t.meta === 'loss-0') : null;
-                    return t && t.y && t.y.length > 0; }""", timeout=120_000)
-                times.append(time.monotonic() - t0)
+            for k in range(2):
+                if k:
+                    time.sleep(args.idle)
+                times.append(_train_until(p, _NEW_CURVE))
                 p.wait_for_function("() => document.querySelector('#status').innerText.includes('Finished')",
                                     timeout=120_000)
-            print(f"{backend}: Train to first curve {times[0]:.1f} s (first), {times[1]:.1f} s (second)")
+            print(f"{backend}: Train to first curve {times[0]:.1f} s (right after choosing the backend), "
+                  f"{times[1]:.1f} s (again after {args.idle:g} s)")
         # 2-D: change a learning rate, press Train, see the new paths drawn to the end.
         _choose(p, "task", "quadratic")
         _fill(p, "steps-2d", 300)
-        for lr in ("0.01", "0.02"):
+        for lr in ("0.01", "0.02", "0.03"):
+            time.sleep(args.idle)
             _fill(p, "opt1-learning_rate", lr)
-            p.click("#train")
-            t0 = time.monotonic()
-            p.wait_for_function("() => document.querySelector('#status').innerText.includes('Finished')",
-                                timeout=120_000)
-            print(f"2-D quadratic, 300 steps, learning rate {lr}: Train to the finished paths {time.monotonic() - t0:.1f} s")
+            seconds = _train_until(p, _NEW_FINISHED)
+            print(f"2-D quadratic on {args.backends.split(',')[-1]}, 300 steps, learning rate {lr}: "
+                  f"Train to the finished paths {seconds:.1f} s")
         browser.close()
     demo.close()
 
@@ -186,6 +209,8 @@ def main() -> None:
     parser.add_argument("--optimizers", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--steps-per-epoch", type=int, default=250)
+    parser.add_argument("--idle", type=float, default=15.0, help="--first-curve: seconds between Trains")
+    parser.add_argument("--verbose", action="store_true", help="print every sample")
     parser.add_argument("--no-second-session", dest="second_session", action="store_false")
     args = parser.parse_args()
     (first_curve if args.first_curve else lag)(args)

@@ -258,8 +258,9 @@ class _Spare:
 
 class Spares:
     """One warm worker process per backend in use (`worker.run_when_given`): a run takes the
-    backend's spare, which has already imported Keras, and a new spare is started behind it.
-    A spare runs one run and ends, so no state passes from one run to the next."""
+    backend's spare, which has already imported Keras, and a new spare is started when the run
+    ends (importing Keras beside a run would take its CPU on a small machine). A spare runs one
+    run and ends, so no state passes from one run to the next."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -284,9 +285,7 @@ class Spares:
                 del self._spares[backend]
         if spare is None or not spare.process.is_alive():
             spare = self._spawn(backend)
-        if self.enabled:
-            self.warm(backend)
-        return spare
+        return spare  # the next spare is started when this run ends (`Comparison._finish`), not beside it
 
     def warm(self, backend: str) -> None:
         """Start the backend's spare if it has none (in the background: spawning takes a moment)."""
@@ -555,6 +554,8 @@ class Comparison:
 
     def _finish(self) -> None:
         self.finished_at = time.monotonic()
+        for backend in self.config.backends:
+            SPARES.warm(backend)  # for the next Train
         chance = self.config.task_facts.chance_accuracy
         for s in self.series:
             if s.status == "finished" and s.check_chance(chance):

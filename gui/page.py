@@ -242,6 +242,7 @@ class ChartArea:
     summary: Any
     csv: Any
     png: Any
+    stale: Any  # says when the settings have changed since the run on the chart
 
     def display_inputs(self) -> list:
         return [self.log_scale, self.smoothing, self.x_axis]
@@ -342,6 +343,7 @@ def _chart_area() -> ChartArea:
         train = gr.Button("Train", variant="primary", elem_id="train")
         stop = gr.Button("Stop", variant="stop", elem_id="stop")
     status = gr.Markdown("Choose optimizers and press **Train**.", elem_id="status")
+    stale = gr.Markdown("", elem_id="stale")
     plot = gr.Plot(charts.plot_data(charts.empty("The curves appear here while training runs.")),
                    elem_id="plot", show_label=False, label="chart")
     with gr.Row():
@@ -356,7 +358,7 @@ def _chart_area() -> ChartArea:
     with gr.Row():
         csv = gr.DownloadButton("Download CSV", interactive=False, elem_id="download-csv")
         png = gr.Button("Download PNG (the chart as shown)", interactive=False, elem_id="download-png")
-    return ChartArea(train, stop, status, plot, log_scale, smoothing, x_axis, summary, csv, png)
+    return ChartArea(train, stop, status, plot, log_scale, smoothing, x_axis, summary, csv, png, stale)
 
 
 def _history_panel(store: "history.Store") -> HistoryPanel:
@@ -385,10 +387,11 @@ def _wire_settings(settings: RunSettings, area: ChartArea, catalog: dict) -> Non
         cleared = charts.plot_data(charts.empty(f"Task {name}: press Train to run it."))
         return (gr.update(visible=facts.uses_cell), gr.update(visible=facts.uses_seq_len), gr.update(visible=model),
                 gr.update(visible=model), gr.update(visible=model), gr.update(visible=not model),
-                cleared, [], gr.update(value=None, interactive=False), gr.update(interactive=False))
+                cleared, [], gr.update(value=None, interactive=False), gr.update(interactive=False), "")
 
     s.task.change(on_task, s.task, [s.cell, s.seq_len, s.epochs, s.steps_per_epoch, s.batch_size, s.steps_2d,
-                                    area.plot, area.summary, area.csv, area.png], api_visibility="private")
+                                    area.plot, area.summary, area.csv, area.png, area.stale],
+                  api_visibility="private")
 
     def on_compare_backends(on: bool):
         # Compare backends runs the first optimizer on all three: the backend and slots 2-6 do not count.
@@ -485,7 +488,7 @@ def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryP
                    store: "history.Store", catalog: dict, mnist_path: Optional[str], limits: engine.Limits) -> None:
     s = settings
     run_inputs = [*s.inputs(), *area.display_inputs(), panel.visitor, *s.slot_inputs()]
-    outputs = [area.plot, area.summary, area.status, area.csv, area.png, panel.runs]
+    outputs = [area.plot, area.summary, area.status, area.csv, area.png, panel.runs, area.stale]
 
     def train(values: dict, request: gr.Request) -> Iterator:
         (task_name, cell_name, seq, n_epochs, n_steps, n_batch, n_steps_2d, seed_value, backend_name,
@@ -512,13 +515,13 @@ def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryP
                 )
                 comparison = engine.Comparison(config, limits).start()
             except ValueError as error:
-                yield gr.skip(), gr.skip(), error_text(error), gr.skip(), gr.skip(), gr.skip()
+                yield gr.skip(), gr.skip(), error_text(error), gr.skip(), gr.skip(), gr.skip(), gr.skip()
                 return
             session.comparison = comparison
         if note:
             comparison.messages.append(note)
         yield (_figure(session, store, visitor, "Starting the worker processes…"), [], status_text(comparison),
-               gr.update(value=None, interactive=False), gr.update(interactive=False), gr.skip())
+               gr.update(value=None, interactive=False), gr.update(interactive=False), gr.skip(), "")
         # This generator is the only writer of the run's outputs, so its frames reach the page in
         # order: Stop only ends the workers, and the loop draws the last frame.
         frames = comparison.run(FRAME_SECONDS)
@@ -537,18 +540,29 @@ def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryP
                         drawn = time.monotonic()
                     frame = (_figure(session, store, visitor) if chart else gr.skip(),
                              summary_rows(comparison) if chart else gr.skip(), status_text(comparison),
-                             gr.skip(), gr.skip(), gr.skip())
+                             gr.skip(), gr.skip(), gr.skip(), gr.skip())
                 yield frame
             if session.comparison is not comparison:
                 return
             csv_path = _save(session, store, visitor)
             yield (_figure(session, store, visitor), summary_rows(comparison), status_text(comparison),
                    gr.update(value=csv_path, interactive=True), gr.update(interactive=True),
-                   _runs_update(store, visitor, session))
+                   _runs_update(store, visitor, session), gr.skip())
         finally:
             frames.close()  # a closed page: stops the workers
 
     area.train.click(train, set(run_inputs), outputs, api_name="train", concurrency_limit=16)
+
+    def settings_changed(request: gr.Request):
+        session = sessions.get(request)
+        if session.comparison is None:
+            return gr.skip()
+        return (f"⚠ The chart shows run {session.comparison.run_id}, made with other settings (its title and PNG "
+                "say which): press **Train** to run these.")
+
+    for widget in [*s.inputs(), *s.slot_inputs()]:
+        if widget is not s.task:  # a new task clears the chart instead
+            widget.input(settings_changed, None, area.stale, api_visibility="private", concurrency_limit=None)
 
     def stop(request: gr.Request) -> str:
         """Ends the session's run: the workers stop where they are; the run's own event then

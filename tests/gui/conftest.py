@@ -97,6 +97,17 @@ class Server:
         return pids
 
 
+@pytest.fixture(autouse=True)
+def no_warm_spares_in_this_process():
+    """Comparisons run in a test process start their own worker: no warm spare is left behind
+    (a test of the spares makes its own `engine.Spares`)."""
+    from keras_adaptive_gui import engine
+
+    engine.SPARES.enabled = False
+    yield
+    engine.SPARES.close()
+
+
 @pytest.fixture(scope="session")
 def gui_server():
     script = console_script("keras-adaptive-gui")

@@ -108,6 +108,22 @@ def test_two_optimizers_train_and_the_chart_is_interactive(gui_server, browser, 
     assert ui.colour_pixels(png, COLORS[0]) > 300  # adam drawn
     assert ui.colour_pixels(png, COLORS[1]) < 60  # sgd hidden, as on the screen (its legend swatch is faint)
     page.screenshot(path=os.path.join(screenshot_dir, "mnist-mlp-page.png"), full_page=True)
+    # No stale figure: other settings mark it, another task clears it.
+    ui.set_number(page, "epochs", 3)
+    deadline = time.monotonic() + 10
+    while "made with other settings" not in page.inner_text("#stale"):
+        assert time.monotonic() < deadline, "the chart is not marked as from other settings"
+        time.sleep(0.1)
+    field = page.locator("#task input")
+    field.click()
+    field.fill("quadratic")
+    field.press("Enter")
+    ui.wait_value(page, "#task input", "quadratic")
+    deadline = time.monotonic() + 10
+    while ui.legend(page, timeout=0) or ui.summary(page):
+        assert time.monotonic() < deadline, "the old task's chart stays under the new task"
+        time.sleep(0.1)
+    assert page.inner_text("#stale").strip() == ""
     page.context.close()
 
 

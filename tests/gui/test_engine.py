@@ -23,14 +23,6 @@ from tests.gui.conftest import console_script
 BACKEND = keras.backend.backend()
 
 
-@pytest.fixture(autouse=True)
-def no_spares():
-    """Runs here start their own process; no warm spare is left behind (except where a test asks)."""
-    engine.SPARES.enabled = False
-    yield
-    engine.SPARES.close()
-
-
 # --- hyperparameters come from the library ---------------------------------------------
 
 
@@ -440,7 +432,7 @@ def test_a_run_takes_the_warm_spare_and_leaves_a_new_one():
         assert comparison.series[0].status == "finished" and comparison.series[0].steps == list(range(6))
         deadline = time.monotonic() + 60
         while not (spares._spares.get(BACKEND) and spares._spares[BACKEND].process is not spare.process):
-            assert time.monotonic() < deadline, "no new spare behind the one taken"
+            assert time.monotonic() < deadline, "no new spare after the run"
             time.sleep(0.05)
     finally:
         spares.close()
