@@ -9,7 +9,8 @@ from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.registry import OPTIMIZERS, get
 from keras_adaptive.rmsprop import RMSProp
 from keras_adaptive.sgd import SGD
-from keras_adaptive import callbacks, schedules
+from keras_adaptive import callbacks, pytorch, schedules
+from keras_adaptive.backend import fast_paths  # noqa: F401 (declares the fast paths of the classes above)
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,7 @@ __all__ = [
     "RMSProp",
     "SGD",
     "callbacks",
+    "pytorch",
     "get",
     "schedules",
 ]

@@ -61,11 +61,49 @@ def test_an_overridden_hook_gives_the_portable_numbers_on_the_fast_path(case, ho
 
 
 @pytest.mark.parametrize("case", ONE_PER_CLASS, ids=[case.id for case in ONE_PER_CLASS])
-def test_a_subclass_that_changes_nothing_keeps_the_kernel(case):
-    from keras_adaptive.backend.dispatch import runs_as_shipped
+def test_a_subclass_takes_the_fast_paths_only_if_it_opts_in(case):
+    from keras_adaptive.backend.dispatch import declared_class, keeps_shipped_math
 
     class Renamed(case.cls):
         pass
 
-    assert runs_as_shipped(case.cls)(Renamed(**case.kwargs))
-    assert not runs_as_shipped(case.cls)(_resumed(case.cls)(**case.kwargs))
+    class OptedIn(case.cls):
+        same_math_as = case.cls
+
+    class OptedInButResumed(_resumed(case.cls)):
+        same_math_as = case.cls
+
+    class Inherited(OptedIn):  # the opt-in is the class's own, not inherited
+        pass
+
+    assert declared_class(case.make()) is case.cls
+    assert declared_class(Renamed(**case.kwargs)) is None and declared_class(Inherited(**case.kwargs)) is None
+    assert declared_class(OptedIn(**case.kwargs)) is case.cls and keeps_shipped_math(OptedIn(**case.kwargs), case.cls)
+    assert declared_class(OptedInButResumed(**case.kwargs)) is case.cls
+    assert not keeps_shipped_math(OptedInButResumed(**case.kwargs), case.cls)
+
+
+@pytest.mark.parametrize("case", ONE_PER_CLASS, ids=[case.id for case in ONE_PER_CLASS])
+def test_the_dispatch_decision_for_subclasses(case, backend):
+    """What each backend does with a subclass: none without the opt-in; with it, the class's
+    path, PyTorch's kernel and JAX's native pass only while the math is the parent's."""
+    from keras_adaptive.backend import dispatch
+
+    class Renamed(case.cls):
+        pass
+
+    class OptedIn(case.cls):
+        same_math_as = case.cls
+
+    class OptedInButResumed(_resumed(case.cls)):
+        same_math_as = case.cls
+
+    plain, renamed, opted, resumed = (c(**case.kwargs) for c in (case.cls, Renamed, OptedIn, OptedInButResumed))
+    if backend == "torch":
+        assert [o._takes_torch_path() for o in (plain, renamed, opted, resumed)] == [True, False, True, True]
+        kernel = dispatch.torch_kernel_name(plain)
+        assert [dispatch.torch_kernel_name(o) for o in (renamed, opted, resumed)] == [None, kernel, None]
+    else:
+        native = case.cls in dispatch.JAX
+        assert [bool(dispatch.jax_kernel_name(o)) for o in (plain, renamed, opted, resumed)] == [native, False,
+                                                                                                  native, False]

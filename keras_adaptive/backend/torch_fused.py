@@ -8,13 +8,14 @@ multi-tensor implementation (`torch.optim.rmsprop._multi_tensor_rmsprop`, ...: i
 the registry's peer tests already pin to ours; `tests/test_fast_path.py` checks, on every
 case of the registry, that whichever path is dispatched here gives the portable path's numbers.
 
-`DISPATCH` is the table: the first kernel whose predicate accepts the optimizer (its class
-and configuration) and the group (dtype, device) runs; otherwise the generic multi-tensor
-path (`torch_multi_tensor`) evaluates the optimizer's own `update_step`.
+`KERNELS` holds them by name; which class takes which, and when (its configuration is
+exactly `torch.optim`'s algorithm, `keras_adaptive.pytorch`), is declared in
+`backend/fast_paths.py`. The kernel runs on the groups it accepts (dtype, device); otherwise
+the generic multi-tensor path (`torch_multi_tensor`) evaluates the optimizer's own `update_step`.
 
 Keras' base optimizer has already applied clipping, gradient accumulation and loss scaling
 before the update step. Decoupled weight decay is left to the torch step
-(`torch_multi_tensor.update`): a kernel with `takes_weight_decay` gets it as
+(`torch_step.update`): a kernel with `takes_weight_decay` gets it as
 `Group.weight_decay` (PyTorch's fused AdamW decays in the same pass over memory); the others
 get `weight_decay=0` after one in-place multiply. The step count is the optimizer's,
 `t = iterations + 1`.
@@ -28,23 +29,13 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from keras_adaptive import _compat
-from keras_adaptive.adadelta import AdaDelta
-from keras_adaptive.backend.dispatch import runs_as_shipped
+from keras_adaptive.backend import dispatch
 from keras_adaptive.backend.torch_multi_tensor import tensors_of
 from keras_adaptive.math import nadam_momentum
-from keras_adaptive.adagrad import AdaGrad
-from keras_adaptive.adam import Adam
-from keras_adaptive.nadam import Nadam
-from keras_adaptive.rmsprop import RMSProp
-from keras_adaptive.sgd import SGD
 
 # Dtypes PyTorch's CPU and CUDA kernels take and that our update keeps in its own dtype.
 # (In float16/bfloat16 the portable path rounds through keras.ops differently.)
 _DTYPES = (torch.float32, torch.float64)
-
-# Whether an optimizer runs its class's math as shipped (see `dispatch.HOOKS`): the kernels below
-# implement that math, so a subclass that changes a hook takes the generic path.
-_AS_SHIPPED = {cls: runs_as_shipped(cls) for cls in (Adam, AdaGrad, SGD, RMSProp, AdaDelta, Nadam)}
 
 
 @dataclass(frozen=True)
@@ -65,7 +56,6 @@ class Group:
 @dataclass(frozen=True)
 class Kernel:
     name: str
-    accepts: Callable[[Any], bool]  # optimizer -> bool (class and configuration)
     run: Callable[[Any, Group, float, int], None]  # optimizer, group, lr, t
     takes_weight_decay: bool = False  # applies `Group.weight_decay` itself, in the same pass
 
@@ -78,14 +68,6 @@ def _steps(group: Group, t: int) -> list:
 
 
 # --- the kernels ------------------------------------------------------------------------
-
-
-def _adam_accepts(optimizer) -> bool:
-    return (
-        _AS_SHIPPED[Adam](optimizer)
-        and optimizer.bias_correction
-        and optimizer.epsilon_placement == "outside"
-    )
 
 
 def _adam_run(optimizer, group: Group, lr: float, t: int) -> None:
@@ -109,10 +91,6 @@ def _adam_run(optimizer, group: Group, lr: float, t: int) -> None:
     )
 
 
-def _adagrad_accepts(optimizer) -> bool:
-    return _AS_SHIPPED[AdaGrad](optimizer) and optimizer.epsilon_placement == "outside"
-
-
 def _adagrad_run(optimizer, group: Group, lr: float, t: int) -> None:
     _compat.torch_kernel("fused_adagrad")(
         group.params,
@@ -125,10 +103,6 @@ def _adagrad_run(optimizer, group: Group, lr: float, t: int) -> None:
         eps=float(optimizer.epsilon),
         maximize=False,
     )
-
-
-def _sgd_accepts(optimizer) -> bool:
-    return _AS_SHIPPED[SGD](optimizer)
 
 
 def _sgd_run(optimizer, group: Group, lr: float, t: int) -> None:
@@ -146,12 +120,6 @@ def _sgd_run(optimizer, group: Group, lr: float, t: int) -> None:
         # Our buffer starts at zero, so `mu * 0 + g` is PyTorch's first-step `buf = g`.
         is_first_step=False,
     )
-
-
-def _rmsprop_accepts(optimizer) -> bool:
-    # Not centered: PyTorch does not clamp the rounded variance r - a^2 at 0 (NaN from finite input).
-    return (_AS_SHIPPED[RMSProp](optimizer) and optimizer.epsilon_placement == "outside"
-            and not optimizer.centered)
 
 
 def _rmsprop_run(optimizer, group: Group, lr: float, t: int) -> None:
@@ -176,10 +144,6 @@ def _rmsprop_run(optimizer, group: Group, lr: float, t: int) -> None:
     )
 
 
-def _adadelta_accepts(optimizer) -> bool:
-    return _AS_SHIPPED[AdaDelta](optimizer) and optimizer.momentum == 0
-
-
 def _adadelta_run(optimizer, group: Group, lr: float, t: int) -> None:
     _compat.torch_kernel("foreach_adadelta")(
         group.params,
@@ -198,17 +162,11 @@ def _adadelta_run(optimizer, group: Group, lr: float, t: int) -> None:
     )
 
 
-def _nadam_accepts(optimizer) -> bool:
-    return _AS_SHIPPED[Nadam](optimizer)
-
-
 def _nadam_run(optimizer, group: Group, lr: float, t: int) -> None:
     # PyTorch keeps mu_product and the step per weight and advances both itself; ours is one
-    # scalar, which Nadam._backend_update_step has already advanced to this step's product.
-    # PyTorch gets scratch copies of the product before this step (ours over the same float32
-    # mu_t that advanced it: within an ulp) and of t - 1, and leaves our state alone.
-    mu = float(nadam_momentum(optimizer.beta_1, torch.tensor(float(t)), optimizer.momentum_decay))
-    before = float(optimizer._mu_product.value) / mu if mu else 0.0  # beta_1 = 0: the product is 0
+    # scalar, P_(t-1) until every weight is updated (`Nadam.advance_step_state` then stores P_t).
+    # PyTorch gets scratch copies of it and of t - 1, and leaves our state alone.
+    before = float(optimizer._mu_product.value)
     _compat.torch_kernel("foreach_nadam")(
         group.params,
         group.grads,
@@ -237,23 +195,22 @@ def _scratch(group: Group, value: float = 0.0) -> list:
     return list(torch.full((len(group.params),), float(value), dtype=torch.float32).unbind())
 
 
-DISPATCH: tuple[Kernel, ...] = (
-    Kernel("fused_adamw", _adam_accepts, _adam_run, takes_weight_decay=True),  # Adam, AdamW, AMSGrad
-    Kernel("fused_adagrad", _adagrad_accepts, _adagrad_run),
-    Kernel("fused_sgd", _sgd_accepts, _sgd_run),
-    Kernel("foreach_rmsprop", _rmsprop_accepts, _rmsprop_run),
-    Kernel("foreach_adadelta", _adadelta_accepts, _adadelta_run),
-    Kernel("foreach_nadam", _nadam_accepts, _nadam_run),
-)
+# By name, as `backend/fast_paths.py` declares them for each class.
+KERNELS: dict[str, Kernel] = {k.name: k for k in (
+    Kernel("fused_adamw", _adam_run, takes_weight_decay=True),  # Adam, AdamW, AMSGrad
+    Kernel("fused_adagrad", _adagrad_run),
+    Kernel("fused_sgd", _sgd_run),
+    Kernel("foreach_rmsprop", _rmsprop_run),
+    Kernel("foreach_adadelta", _adadelta_run),
+    Kernel("foreach_nadam", _nadam_run),
+)}
 
 
 def select(optimizer: Any) -> Optional[Kernel]:
-    """The kernel for this optimizer's class and configuration, or None (generic path)."""
-    for kernel in DISPATCH:
-        if kernel.accepts(optimizer):
-            # A PyTorch without this kernel (`_compat` warns once): the generic path.
-            return kernel if _compat.torch_kernel(kernel.name) is not None else None
-    return None
+    """PyTorch's kernel for this optimizer's class and configuration, or None (generic path)."""
+    name = dispatch.torch_kernel_name(optimizer)
+    # A PyTorch without this kernel (`_compat` warns once): the generic path.
+    return KERNELS[name] if name is not None and _compat.torch_kernel(name) is not None else None
 
 
 def accepts_group(params: Sequence[torch.Tensor]) -> bool:
