@@ -25,7 +25,7 @@ from keras_adaptive_gui import charts, engine, history, hyperparams, tasks
 SLOTS = 6
 NONE = "(none)"
 FRAME_SECONDS = 0.2  # the status's refresh
-CHART_SECONDS = 0.6  # the chart's and the table's
+CHART_SECONDS = 1.0  # the chart's and the table's
 SUMMARY_COLUMNS = ["optimizer", "backend", "status", "steps", "final loss", "best val acc", "final val loss",
                    "ms/step", "blown up at step"]
 

@@ -58,7 +58,8 @@ def run(config: dict, queue: Any, stop: Any) -> None:
         queue.put({"type": "error", "message": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
 
 
-SPARE_NAME, RUN_NAME = b"ka-spare", b"ka-run"  # the process's name (/proc/<pid>/comm) while idle, while running
+SPARE_NAME, RUN_NAME = b"ka-spare", b"ka-run"
+WORKER_NICENESS = 5  # the process's name (/proc/<pid>/comm) while idle, while running
 
 
 def _name_process(name: bytes) -> None:
@@ -78,14 +79,22 @@ def run_when_given(backend: str, inbox: Any, queue: Any, stop: Any) -> None:
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _name_process(SPARE_NAME)
+    try:  # the server (the page's frames) and the browser go first: training takes what CPU is left
+        os.nice(WORKER_NICENESS)
+    except OSError:
+        pass
     parent = os.getppid()
     import queue as queue_module
 
-    import keras  # noqa: F401 (the point: the import is done before the run is asked for)
+    failed = None
+    try:
+        import keras  # noqa: F401 (the point: the import is done before the run is asked for)
 
-    from keras_adaptive_gui import hyperparams
+        from keras_adaptive_gui import hyperparams
 
-    hyperparams.catalog()
+        hyperparams.catalog()
+    except BaseException as error:  # told to the run that comes (the page shows it), not lost
+        failed = {"type": "error", "message": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
     while True:
         try:
             config = inbox.get(timeout=1.0)
@@ -96,6 +105,9 @@ def run_when_given(backend: str, inbox: Any, queue: Any, stop: Any) -> None:
     if config is None:
         return
     _name_process(RUN_NAME)
+    if failed is not None:
+        queue.put(failed)
+        return
     run(config, queue, stop)
 
 
