@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ SLOTS = 6
 NONE = "(none)"
 FRAME_SECONDS = 0.2  # the status's refresh
 CHART_SECONDS = 1.0  # the chart's and the table's
+PNG_LINE_CHARS = 125  # the configuration above the PNG, wrapped to the chart's width
 SUMMARY_COLUMNS = ["optimizer", "backend", "status", "steps", "final loss", "best val acc", "final val loss",
                    "ms/step", "blown up at step"]
 
@@ -393,6 +395,24 @@ def _wire_settings(settings: RunSettings, area: ChartArea, catalog: dict) -> Non
                                     area.plot, area.summary, area.csv, area.png, area.stale],
                   api_visibility="private")
 
+    def on_task_chosen(name: str, *keys: str):
+        """A person picked a task: each slot's learning rate moves to one that moves on this task."""
+        facts = tasks.TASKS.get(name)
+        updates = []
+        for key in keys:
+            entry = catalog.get(key)
+            if facts is None or entry is None or "learning_rate" not in entry.param_names:
+                updates.append(gr.skip())
+                continue
+            rate = facts.learning_rate_for(key)
+            default = {p.name: p for p in entry.params}["learning_rate"].default_text()
+            updates.append(gr.update(value=hyperparams.format_number(rate) if rate is not None else default))
+        return updates
+
+    names = [name for name, _, _ in s.slots]
+    s.task.input(on_task_chosen, [s.task, *names], [widgets["learning_rate"] for _, widgets, _ in s.slots],
+                 api_visibility="private")
+
     def on_compare_backends(on: bool):
         # Compare backends runs the first optimizer on all three: the backend and slots 2-6 do not count.
         updates = [gr.update(interactive=not on)]
@@ -404,11 +424,14 @@ def _wire_settings(settings: RunSettings, area: ChartArea, catalog: dict) -> Non
     s.compare_backends.change(on_compare_backends, s.compare_backends, compare_outputs, api_visibility="private")
 
     for name, widgets, more in s.slots:
-        def on_optimizer(key: str, widgets=widgets):
+        def on_optimizer(key: str, task_name: str, widgets=widgets):
+            facts = tasks.TASKS.get(task_name)
+            rate = facts.learning_rate_for(key) if facts is not None and key in catalog else None
+            values = {"learning_rate": hyperparams.format_number(rate)} if rate is not None else {}
             return [gr.update(info=hyperparams.summary_line(key) if key in catalog else ""),
-                    *_slot_updates(key, widgets, {})]
+                    *_slot_updates(key, widgets, values)]
 
-        name.input(on_optimizer, name, [name, *widgets.values(), more], api_visibility="private")
+        name.input(on_optimizer, [name, s.task], [name, *widgets.values(), more], api_visibility="private")
 
     slot_outputs = [c for name, widgets, more in s.slots for c in (name, *widgets.values(), more)]
 
@@ -473,7 +496,9 @@ def _figure(session: Session, store: "history.Store", visitor: str, note: str = 
         return charts.plot_data(charts.empty(note or "Choose optimizers and press Train."))
     main = runs[0].comparison
     fig = charts.figure(runs, session.options, title=_title(main), note=note)
-    fig["layout"]["meta"] = {"config": config_text(main, session.options),
+    lines = [part for line in config_text(main, session.options).splitlines()
+             for part in textwrap.wrap(line, PNG_LINE_CHARS, subsequent_indent="    ", break_on_hyphens=False)]
+    fig["layout"]["meta"] = {"config": "\n".join(lines),
                              "filename": f"keras-adaptive-{main.config.task}-{main.run_id}.png"}
     return charts.plot_data(fig)
 

@@ -70,6 +70,12 @@ class Task:
     uses_cell: bool = False  # a recurrent model: LSTM or GRU
     uses_seq_len: bool = False  # its sequences' length is a setting
     classes: int = 0  # classification: the number of classes (chance accuracy is 1 / classes)
+    # Learning rates that move visibly in a few hundred steps, by optimizer (lower-case class name);
+    # the page sets them when a person picks the task. Empty: the optimizers' own defaults.
+    learning_rates: tuple = ()
+
+    def learning_rate_for(self, key: str) -> float | None:
+        return dict(self.learning_rates).get(key.lower().replace("keras.", ""))
 
     @property
     def is_2d(self) -> bool:
@@ -95,9 +101,15 @@ TASKS = {
     "adding": Task("adding", "regress",
                    f"adding problem: a {HIDDEN_UNITS}-unit LSTM/GRU sums the 2 marked numbers of a sequence",
                    uses_cell=True, uses_seq_len=True),
-    "rosenbrock": Task("rosenbrock", "2d", "Rosenbrock function " + FUNCTIONS_2D["rosenbrock"].formula),
-    "beale": Task("beale", "2d", "Beale function " + FUNCTIONS_2D["beale"].formula),
-    "quadratic": Task("quadratic", "2d", "ill-conditioned quadratic " + FUNCTIONS_2D["quadratic"].formula),
+    "rosenbrock": Task("rosenbrock", "2d", "Rosenbrock function " + FUNCTIONS_2D["rosenbrock"].formula,
+                       learning_rates=(("sgd", 0.001), ("adagrad", 0.5), ("rmsprop", 0.01), ("adadelta", 1.0),
+                                       ("adam", 0.05), ("adamw", 0.05), ("nadam", 0.05))),
+    "beale": Task("beale", "2d", "Beale function " + FUNCTIONS_2D["beale"].formula,
+                  learning_rates=(("sgd", 0.01), ("adagrad", 0.5), ("rmsprop", 0.01), ("adadelta", 1.0),
+                                  ("adam", 0.05), ("adamw", 0.05), ("nadam", 0.05))),
+    "quadratic": Task("quadratic", "2d", "ill-conditioned quadratic " + FUNCTIONS_2D["quadratic"].formula,
+                      learning_rates=(("sgd", 0.035), ("adagrad", 0.5), ("rmsprop", 0.05), ("adadelta", 1.0),
+                                      ("adam", 0.1), ("adamw", 0.1), ("nadam", 0.1))),
 }
 
 

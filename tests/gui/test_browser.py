@@ -119,6 +119,9 @@ def test_two_optimizers_train_and_the_chart_is_interactive(gui_server, browser, 
     field.fill("quadratic")
     field.press("Enter")
     ui.wait_value(page, "#task input", "quadratic")
+    # Learning rates that move on this task (adam's 0.001 barely moves on a 2-D function in 300 steps).
+    ui.wait_value(page, "#opt1-learning_rate input", "0.1")
+    assert page.locator("#opt2-learning_rate input").input_value() == "0.035"
     deadline = time.monotonic() + 10
     while ui.legend(page, timeout=0) or ui.summary(page):
         assert time.monotonic() < deadline, "the old task's chart stays under the new task"
