@@ -96,13 +96,12 @@ def keras_contender(impl: str, factory: str, weights_np, grads_np):
     return contender
 
 
-def torch_contender(impl: str, spec: str, weights_np, grads_np, fused: bool):
+def torch_contender(impl: str, spec: tuple, weights_np, grads_np, fused: bool):
     import torch
 
     def make():
         device = torch_device()
-        name, _, args = spec.partition("(")
-        kwargs = eval(f"dict({args}", {})
+        name, kwargs = spec  # from worker.torch_peer
         params = [torch.nn.Parameter(torch.from_numpy(x.copy()).to(device)) for x in weights_np]
         for p, g in zip(params, grads_np):
             p.grad = torch.from_numpy(g.copy()).to(device)

@@ -237,12 +237,27 @@ def keras_contender(impl: str, factory: str, weights_np, grads_np):
     return contender
 
 
-def torch_contender(impl: str, spec: str, weights_np, grads_np, fused: bool):
+def torch_peer(row) -> tuple:
+    """`(torch.optim name, arguments, has a fused implementation)` of the row's algorithm, as
+    `keras_adaptive.pytorch` declares it, or None where the row's configuration is not PyTorch's."""
+    import inspect
+
+    import torch
+
+    import keras_adaptive as ka
+
+    found = ka.pytorch.torch_equivalent(eval(row.keras_adaptive, {"ka": ka}))
+    if found is None:
+        return None
+    name, kwargs = found
+    return name, kwargs, "fused" in inspect.signature(getattr(torch.optim, name)).parameters
+
+
+def torch_contender(impl: str, spec: tuple, weights_np, grads_np, fused: bool):
     import torch
 
     def make():
-        name, _, args = spec.partition("(")
-        kwargs = eval(f"dict({args}", {})
+        name, kwargs = spec
         params = [torch.nn.Parameter(torch.from_numpy(w.copy())) for w in weights_np]
         for p, g in zip(params, grads_np):
             p.grad = torch.from_numpy(g.copy())
@@ -350,10 +365,12 @@ def bench_apply(rows, sizes, rounds, steps, log, records=None, save=lambda: None
                 keras_contender("keras_adaptive", row.keras_adaptive, weights, grads),
                 keras_contender("keras", row.keras, weights, grads),
             ]
-            if BACKEND == "torch" and row.torch:
-                group.append(torch_contender("torch_foreach", row.torch, weights, grads, fused=False))
-                if row.torch_fused:
-                    group.append(torch_contender("torch_fused", row.torch, weights, grads, fused=True))
+            peer = torch_peer(row) if BACKEND == "torch" else None
+            if peer is not None:
+                name, kwargs, has_fused = peer
+                group.append(torch_contender("torch_foreach", (name, kwargs), weights, grads, fused=False))
+                if has_fused:
+                    group.append(torch_contender("torch_fused", (name, kwargs), weights, grads, fused=True))
             if BACKEND == "jax" and row.optax:
                 group.append(optax_contender(row.optax, weights, grads))
             group += bandwidth_contenders(n)

@@ -24,45 +24,37 @@ import _common
 TOLERANCE = 1e-5  # max |w_keras - w_torch| / max |w| counted as float32 rounding
 
 
+# (label, torch.optim name, its arguments): PyTorch's defaults plus a learning rate.
+TORCH_CONFIGURATIONS = [
+    ("SGD", "SGD", dict(lr=0.01)),
+    ("SGD Nesterov", "SGD", dict(lr=0.01, momentum=0.9, nesterov=True)),
+    ("Adagrad", "Adagrad", dict(lr=0.01)),
+    ("RMSprop", "RMSprop", dict(lr=0.01)),
+    ("RMSprop centered+momentum", "RMSprop", dict(lr=0.01, momentum=0.9, centered=True)),
+    ("Adadelta", "Adadelta", dict()),
+    ("Adam", "Adam", dict(lr=0.01)),
+    ("Adam amsgrad", "Adam", dict(lr=0.01, amsgrad=True)),
+    ("AdamW", "AdamW", dict(lr=0.01)),
+    ("NAdam", "NAdam", dict(lr=0.002)),
+]
+
+
 def cases():
-    """(name, torch factory, keras_adaptive matched arguments as text, matched factory, defaults factory)."""
+    """(label, torch factory, matched arguments as text, matched factory, defaults factory). The
+    matched optimizer is `keras_adaptive.pytorch.from_torch`'s: the table the torch fast path and
+    the peer tests read. The defaults one is the same class at our defaults, with the same lr."""
     import torch
 
     import keras_adaptive as ka
 
-    T = torch.optim
-    return [
-        ("SGD", lambda p: T.SGD(p, lr=0.01), "SGD(learning_rate=0.01)",
-         lambda: ka.SGD(learning_rate=0.01), lambda: ka.SGD(learning_rate=0.01)),
-        ("SGD Nesterov", lambda p: T.SGD(p, lr=0.01, momentum=0.9, nesterov=True),
-         "SGD(learning_rate=0.01, momentum=0.9, nesterov=True)",
-         lambda: ka.SGD(learning_rate=0.01, momentum=0.9, nesterov=True),
-         lambda: ka.SGD(learning_rate=0.01, momentum=0.9, nesterov=True)),
-        ("Adagrad", lambda p: T.Adagrad(p, lr=0.01), 'AdaGrad(learning_rate=0.01, epsilon=1e-10, epsilon_placement="outside")',
-         lambda: ka.AdaGrad(learning_rate=0.01, epsilon=1e-10, epsilon_placement="outside"),
-         lambda: ka.AdaGrad(learning_rate=0.01)),
-        ("RMSprop", lambda p: T.RMSprop(p, lr=0.01),
-         'RMSProp(learning_rate=0.01, rho=0.99, epsilon=1e-8, epsilon_placement="outside")',
-         lambda: ka.RMSProp(learning_rate=0.01, rho=0.99, epsilon=1e-8, epsilon_placement="outside"),
-         lambda: ka.RMSProp(learning_rate=0.01)),
-        ("RMSprop centered+momentum", lambda p: T.RMSprop(p, lr=0.01, momentum=0.9, centered=True),
-         'RMSProp(learning_rate=0.01, rho=0.99, epsilon=1e-8, epsilon_placement="outside", momentum=0.9, centered=True)',
-         lambda: ka.RMSProp(learning_rate=0.01, rho=0.99, epsilon=1e-8, epsilon_placement="outside",
-                            momentum=0.9, centered=True),
-         lambda: ka.RMSProp(learning_rate=0.01, momentum=0.9, centered=True)),
-        ("Adadelta", lambda p: T.Adadelta(p), "AdaDelta(rho=0.9)",
-         lambda: ka.AdaDelta(rho=0.9), lambda: ka.AdaDelta()),
-        ("Adam", lambda p: T.Adam(p, lr=0.01), "Adam(learning_rate=0.01, epsilon=1e-8)",
-         lambda: ka.Adam(learning_rate=0.01, epsilon=1e-8), lambda: ka.Adam(learning_rate=0.01)),
-        ("Adam amsgrad", lambda p: T.Adam(p, lr=0.01, amsgrad=True),
-         "Adam(learning_rate=0.01, epsilon=1e-8, amsgrad=True)",
-         lambda: ka.Adam(learning_rate=0.01, epsilon=1e-8, amsgrad=True),
-         lambda: ka.Adam(learning_rate=0.01, amsgrad=True)),
-        ("AdamW", lambda p: T.AdamW(p, lr=0.01), "AdamW(learning_rate=0.01, epsilon=1e-8, weight_decay=0.01)",
-         lambda: ka.AdamW(learning_rate=0.01, epsilon=1e-8, weight_decay=0.01), lambda: ka.AdamW(learning_rate=0.01)),
-        ("NAdam", lambda p: T.NAdam(p, lr=0.002), "Nadam(learning_rate=0.002, epsilon=1e-8)",
-         lambda: ka.Nadam(learning_rate=0.002, epsilon=1e-8), lambda: ka.Nadam(learning_rate=0.002)),
-    ]
+    rows = []
+    for label, name, kwargs in TORCH_CONFIGURATIONS:
+        cls, matched = ka.pytorch.keras_arguments(name, **kwargs)
+        defaults = {k: v for k, v in matched.items() if k == "learning_rate" or k in kwargs}  # what the label names
+        text = f"{cls.__name__}(" + ", ".join(f"{k}={v!r}" for k, v in matched.items()) + ")"
+        rows.append((label, lambda p, n=name, k=kwargs: getattr(torch.optim, n)(p, **k), text,
+                     lambda n=name, k=kwargs: ka.pytorch.from_torch(n, **k), lambda c=cls, d=defaults: c(**d)))
+    return rows
 
 
 def problem(steps: int, seed: int):

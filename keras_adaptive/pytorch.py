@@ -96,6 +96,12 @@ def from_torch(name: str, **torch_kwargs: Any) -> AdaptiveOptimizer:
     PyTorch's defaults fill what is not given (read from `torch.optim` itself, so torch must be
     installed); an argument PyTorch has and this table does not translate (`dampening`,
     `weight_decay` outside AdamW, `maximize`, ...) must be at its default, else ValueError."""
+    cls, kwargs = keras_arguments(name, **torch_kwargs)
+    return cls(**kwargs)
+
+
+def keras_arguments(name: str, **torch_kwargs: Any) -> tuple[type, dict]:
+    """`(our class, its arguments)` that `from_torch(name, **torch_kwargs)` builds."""
     import inspect
 
     import torch
@@ -124,4 +130,4 @@ def from_torch(name: str, **torch_kwargs: Any) -> AdaptiveOptimizer:
                 f"Argument `{key}`={given[key]!r} of torch.optim.{name} has no keras_adaptive equivalent here; "
                 f"leave it at its default ({defaults[key]!r})."
             )
-    return cls(learning_rate=float(given["lr"]), **ours)
+    return cls, {"learning_rate": float(given["lr"]), **ours}

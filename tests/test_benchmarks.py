@@ -26,6 +26,10 @@ def test_quick_benchmark_writes_table_and_json(tmp_path):
         data = json.load(f)
     impls = {(r["bench"], r["impl"]) for r in data["records"]}
     assert {("apply", "keras_adaptive"), ("apply", "keras"), ("fit", "keras_adaptive"), ("fit", "keras")} <= impls
+    # The peers of the quick "adam" row: torch.optim's two implementations (read from
+    # keras_adaptive.pytorch) on torch, optax on JAX.
+    peers = {"torch": {("apply", "torch_foreach"), ("apply", "torch_fused")}, "jax": {("apply", "optax")}}
+    assert peers.get(backend, set()) <= impls
     assert all(r["median_ms"] > 0 for r in data["records"])
     table = (run_dir / "table.md").read_text()
     assert f"### {backend}" in table and "| Adam |" in table
