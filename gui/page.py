@@ -25,7 +25,7 @@ from keras_adaptive_gui import charts, engine, history, hyperparams, tasks
 
 SLOTS = 6
 NONE = "(none)"
-FRAME_SECONDS = 0.2  # the status's refresh
+FRAME_SECONDS = 0.25  # the status's refresh
 CHART_SECONDS = 1.0  # the chart's and the table's
 PNG_LINE_CHARS = 125  # the configuration above the PNG, wrapped to the chart's width
 SUMMARY_COLUMNS = ["optimizer", "backend", "status", "steps", "final loss", "best val acc", "final val loss",
@@ -128,6 +128,9 @@ class Session:
     options: charts.DisplayOptions = field(default_factory=charts.DisplayOptions)
     run_dir: Optional[str] = None
     overlays: list = field(default_factory=list)  # run ids ticked in Earlier runs
+    saved: Optional[tuple] = None  # (run id, CSV to download) once the run has ended and is kept
+    drawn_at: float = 0.0  # when the page was last sent the chart
+    drawn_version: int = -1  # the comparison's version it showed
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -245,6 +248,7 @@ class ChartArea:
     csv: Any
     png: Any
     stale: Any  # says when the settings have changed since the run on the chart
+    timer: Any
 
     def display_inputs(self) -> list:
         return [self.log_scale, self.smoothing, self.x_axis]
@@ -346,6 +350,7 @@ def _chart_area() -> ChartArea:
         stop = gr.Button("Stop", variant="stop", elem_id="stop")
     status = gr.Markdown("Choose optimizers and press **Train**.", elem_id="status")
     stale = gr.Markdown("", elem_id="stale")
+    timer = gr.Timer(FRAME_SECONDS, active=False)  # asks for the running run's frames
     plot = gr.Plot(charts.plot_data(charts.empty("The curves appear here while training runs.")),
                    elem_id="plot", show_label=False, label="chart")
     with gr.Row():
@@ -360,7 +365,7 @@ def _chart_area() -> ChartArea:
     with gr.Row():
         csv = gr.DownloadButton("Download CSV", interactive=False, elem_id="download-csv")
         png = gr.Button("Download PNG (the chart as shown)", interactive=False, elem_id="download-png")
-    return ChartArea(train, stop, status, plot, log_scale, smoothing, x_axis, summary, csv, png, stale)
+    return ChartArea(train, stop, status, plot, log_scale, smoothing, x_axis, summary, csv, png, stale, timer)
 
 
 def _history_panel(store: "history.Store") -> HistoryPanel:
@@ -515,7 +520,7 @@ def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryP
     run_inputs = [*s.inputs(), *area.display_inputs(), panel.visitor, *s.slot_inputs()]
     outputs = [area.plot, area.summary, area.status, area.csv, area.png, panel.runs, area.stale]
 
-    def train(values: dict, request: gr.Request) -> Iterator:
+    def train(values: dict, request: gr.Request) -> tuple:
         (task_name, cell_name, seq, n_epochs, n_steps, n_batch, n_steps_2d, seed_value, backend_name,
          all_backends, log_value, smoothing_value, x_axis_value, visitor, *slot_values) = [values[c] for c in run_inputs]
         session = sessions.get(request)
@@ -538,45 +543,48 @@ def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryP
                     batch_size=n_batch, steps_2d=n_steps_2d, seed=seed_value, cell=cell_name,
                     seq_len=seq, mnist_path=mnist_path, limits=limits,
                 )
-                comparison = engine.Comparison(config, limits).start()
+                comparison = engine.Comparison(config, limits)
+                if note:
+                    comparison.messages.append(note)
+                session.saved, session.drawn_at, session.drawn_version = None, 0.0, -1
+                _follow(session, comparison, store, visitor)  # starts it: ValueError if the server is busy
+                session.comparison = comparison
             except ValueError as error:
-                yield gr.skip(), gr.skip(), error_text(error), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-                return
-            session.comparison = comparison
-        if note:
-            comparison.messages.append(note)
-        yield (_figure(session, store, visitor, "Starting the worker processes…"), [], status_text(comparison),
-               gr.update(value=None, interactive=False), gr.update(interactive=False), gr.skip(), "")
-        # This generator is the only writer of the run's outputs, so its frames reach the page in
-        # order: Stop only ends the workers, and the loop draws the last frame.
-        frames = comparison.run(FRAME_SECONDS)
-        try:
-            drawn = 0.0
-            for _ in frames:
-                if session.comparison is not comparison:
-                    return  # a newer run of this session owns the page now
-                with comparison.lock:  # never half of a Stop
-                    if not comparison.running:
-                        break
-                    # The status every frame; the chart and the table (what costs the browser time to
-                    # draw) at most every CHART_SECONDS, so the browser never queues frames.
-                    chart = time.monotonic() - drawn >= CHART_SECONDS
-                    if chart:
-                        drawn = time.monotonic()
-                    frame = (_figure(session, store, visitor) if chart else gr.skip(),
-                             summary_rows(comparison) if chart else gr.skip(), status_text(comparison),
-                             gr.skip(), gr.skip(), gr.skip(), gr.skip())
-                yield frame
-            if session.comparison is not comparison:
-                return
-            csv_path = _save(session, store, visitor)
-            yield (_figure(session, store, visitor), summary_rows(comparison), status_text(comparison),
-                   gr.update(value=csv_path, interactive=True), gr.update(interactive=True),
-                   _runs_update(store, visitor, session), gr.skip())
-        finally:
-            frames.close()  # a closed page: stops the workers
+                return gr.skip(), gr.skip(), error_text(error), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return (_figure(session, store, visitor, "Starting the worker processes…"), [], status_text(comparison),
+                gr.update(value=None, interactive=False), gr.update(interactive=False), gr.skip(), "",
+                gr.Timer(active=True))
 
-    area.train.click(train, set(run_inputs), outputs, api_name="train", concurrency_limit=16)
+    area.train.click(train, set(run_inputs), [*outputs, area.timer], api_name="train", concurrency_limit=16)
+
+    def refresh(visitor: str, request: gr.Request) -> tuple:
+        """One frame of the session's run, asked for by the page's timer. The browser asks again only
+        when it has drawn this one (a tick while one is pending is dropped), so a busy browser gets
+        fewer frames, never a queue of old ones. The status every tick; the chart and the table at
+        most every CHART_SECONDS; the last frame, with the downloads, once the run is kept."""
+        session = sessions.get(request)
+        comparison = session.comparison
+        skip = (gr.skip(),) * len(outputs)
+        if comparison is None:
+            return (*skip, gr.Timer(active=False))
+        with comparison.lock:  # never half of a Stop
+            if session.saved is not None and session.saved[0] == comparison.run_id:
+                csv_path = session.saved[1]
+                session.saved = (comparison.run_id, None)  # drawn: the next tick only stops the timer
+                if csv_path is None:
+                    return (*skip, gr.Timer(active=False))
+                return (_figure(session, store, visitor), summary_rows(comparison), status_text(comparison),
+                        gr.update(value=csv_path, interactive=True), gr.update(interactive=True),
+                        _runs_update(store, visitor, session), gr.skip(), gr.Timer(active=False))
+            chart = time.monotonic() - session.drawn_at >= CHART_SECONDS and comparison.version != session.drawn_version
+            if chart:
+                session.drawn_at, session.drawn_version = time.monotonic(), comparison.version
+            return (_figure(session, store, visitor) if chart else gr.skip(),
+                    summary_rows(comparison) if chart else gr.skip(), status_text(comparison),
+                    gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+
+    area.timer.tick(refresh, [panel.visitor], [*outputs, area.timer], api_visibility="private",
+                    concurrency_limit=None, trigger_mode="once", show_progress="hidden")
 
     def settings_changed(request: gr.Request):
         session = sessions.get(request)
@@ -590,8 +598,8 @@ def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryP
             widget.input(settings_changed, None, area.stale, api_visibility="private", concurrency_limit=None)
 
     def stop(request: gr.Request) -> str:
-        """Ends the session's run: the workers stop where they are; the run's own event then
-        draws its last frame, which says where they had got to."""
+        """Ends the session's run: the workers stop where they are; the page's next frame says
+        where they had got to."""
         comparison = sessions.get(request).comparison
         if comparison is None:
             return "Nothing is running."
@@ -614,9 +622,25 @@ def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryP
     area.png.click(None, None, None, js=PNG_JS)
 
 
-def _save(session: Session, store: "history.Store", visitor: str) -> str:
+def _follow(session: Session, comparison: engine.Comparison, store: "history.Store", visitor: str) -> None:
+    """Start `comparison` and drive it to its end with the engine's loop (`Comparison.run`, as the
+    command line does) in a thread of its own, so what the workers report is taken in as it
+    comes whatever the page does; then keep the run as a bundle for the page's last frame."""
+    comparison.start()  # ValueError (server busy) goes to the caller
+
+    def drive() -> None:
+        for _ in comparison.run(0.1):
+            pass
+        path = _save(session, store, visitor, comparison)
+        with comparison.lock:
+            session.saved = (comparison.run_id, path)
+
+    threading.Thread(target=drive, name=f"run-{comparison.run_id}", daemon=True).start()
+
+
+def _save(session: Session, store: "history.Store", visitor: str, comparison: Optional[engine.Comparison] = None) -> str:
     """Keep the run as a bundle in the visitor's folder; the CSV to download, named for the run."""
-    comparison = session.comparison
+    comparison = comparison or session.comparison
     bundle = store.save(visitor, comparison)
     if session.run_dir is None:
         session.run_dir = tempfile.mkdtemp(prefix="keras-adaptive-run-")

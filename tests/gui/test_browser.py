@@ -166,7 +166,10 @@ def _check_two_sessions(a, b, gui_server, screenshot_dir):
     assert ui.legend(a) == ["adam (learning_rate=0.001)", "rmsprop (learning_rate=0.001)"]
     assert [r[2:4] for r in ui.summary(a)] == [["finished", "80"]] * 2
     assert ui.legend(b) == ["nadam (learning_rate=0.001) (stopped)"]
-    assert b.locator("#download-csv").is_enabled()
+    deadline = time.monotonic() + 30  # the run's last frame, with the downloads, once it is kept
+    while not b.locator("#download-csv").is_enabled():
+        assert time.monotonic() < deadline, f"no downloads after Stop; status {ui.status(b)!r}"
+        time.sleep(0.2)
     _wait_no_workers(gui_server)
     b.screenshot(path=os.path.join(screenshot_dir, "stopped-session.png"), full_page=True)
 
