@@ -242,6 +242,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
             if STAT_PANELS[0][3 if facts.is_2d else 2] in note_["text"] or (
                     not facts.is_2d and any(p[2] in note_["text"] for p in STAT_PANELS)):
                 note_["text"] = note_["text"].replace("</b>", "</b> <i>(none for keras.*)</i>")
+    _log_ticks(data, layout)
     layout["annotations"] = layout.get("annotations", []) + annotations
     layout["title"] = {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}}
     layout["uirevision"] = runs[0].comparison.run_id
@@ -250,6 +251,26 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
         if key.startswith("xaxis") and axis.get("title", {}).get("text") == "step":
             axis["title"]["text"] = xlabel
     return {"data": data, "layout": layout}
+
+
+def _log_ticks(data: list, layout: dict) -> None:
+    """Log axes ticked 1-2-5 within three decades, by decades beyond (plotly.js would label
+    every digit of a short range, one over the other)."""
+    for key, axis in layout.items():
+        if not (key.startswith("yaxis") and axis.get("type") == "log"):
+            continue
+        name = "y" + key[len("yaxis"):]
+        values = [v for t in data if t.get("yaxis", "y") == name for v in (t.get("y") or [])
+                  if v is not None and v > 0]
+        if "range" in axis:
+            low, high = axis["range"]
+            span = high - low
+        elif values:
+            span = math.log10(max(values) / min(values))
+        else:
+            continue
+        axis["dtick"] = "D2" if span <= 3 else 1 if span <= 8 else 2
+        axis.pop("nticks", None)
 
 
 def _panel_title(text: str, x: float, y: float) -> dict:
