@@ -7,7 +7,7 @@ from typing import Any, Optional
 import keras
 from keras import ops
 
-from keras_adaptive.math import cast, debias, ema, sqrt, square
+from keras_adaptive.math import StepSize, cast, debias, ema, sqrt, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_non_negative, check_unit_interval
 
@@ -24,6 +24,9 @@ class AdaDelta(AdaptiveOptimizer):
         (3) delta = -sqrt(s + eps) / sqrt(r + eps) * h
         (4) s = rho * s + (1 - rho) * delta^2
         (5) w = w + alpha * delta
+
+    The step size (`effective_learning_rate`) is eta = alpha * sqrt(s + eps) / sqrt(r + eps),
+    the factor of h in (3) and (5).
 
     With `momentum=0` and `learning_rate=1.0` (the defaults) this is Algorithm 1 of
     Zeiler's paper exactly, which has no learning rate.
@@ -77,9 +80,15 @@ class AdaDelta(AdaptiveOptimizer):
         names = ("second_moment", "delta_second_moment")
         return names + ("first_moment",) if self.momentum > 0 else names
 
+    def step_size(self, variable: Any, learning_rate: Any) -> StepSize:
+        r, s = self.slots(variable, "second_moment", "delta_second_moment")
+        alpha = ops.cast(learning_rate, self.compute_dtype(variable))
+        # One root of the ratio: the same number to rounding, and XLA computes it once.
+        return StepSize(alpha, factor=sqrt((s + self.epsilon) / (r + self.epsilon)))  # (3)
+
     def update_step(self, gradient, variable, learning_rate):
         dtype = self.compute_dtype(variable)
-        g, alpha = cast(gradient, dtype), ops.cast(learning_rate, dtype)
+        g = cast(gradient, dtype)
         r, s = self.slots(variable, "second_moment", "delta_second_moment")
         self.assign(r, ema(r, square(g), self.rho))  # (1)
         h = g
@@ -87,14 +96,10 @@ class AdaDelta(AdaptiveOptimizer):
             (m,) = self.slots(variable, "first_moment")
             self.assign(m, ema(m, g, self.momentum))  # (2)
             h = debias(m, self.momentum, self.step_count(), dtype)
-        # One root of the ratio: the same number to rounding, and XLA computes it once.
-        delta = -sqrt((s + self.epsilon) / (r + self.epsilon)) * h  # (3)
+        eta = self.step_size(variable, learning_rate)
+        delta = -eta.per_weight(h)  # (3)
         self.assign(s, ema(s, square(delta), self.rho))  # (4)
-        self.assign_add(variable, alpha * delta)  # (5)
-
-    def effective_learning_rate(self, variable):
-        r, s = self.slots(variable, "second_moment", "delta_second_moment")
-        return ops.cast(self.learning_rate, self.compute_dtype(variable)) * sqrt(s + self.epsilon) / sqrt(r + self.epsilon)
+        self.assign_add(variable, eta.scale * delta)  # (5)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon, "momentum": self.momentum}

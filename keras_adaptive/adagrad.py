@@ -7,7 +7,7 @@ from typing import Any, Optional
 import keras
 from keras import ops
 
-from keras_adaptive.math import EPSILON_PLACEMENTS, cast, rms_denominator, square
+from keras_adaptive.math import EPSILON_PLACEMENTS, StepSize, cast, rms_denominator, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_choice, check_non_negative
 
@@ -19,10 +19,11 @@ class AdaGrad(AdaptiveOptimizer):
     Update rule, for step t with gradient g (accumulator r starts at r0):
 
         (1) r = r + g^2
-        (2) w = w - alpha * g / sqrt(r + eps)       (epsilon_placement="inside")
-            w = w - alpha * g / (sqrt(r) + eps)     (epsilon_placement="outside")
+        (2) eta = alpha / sqrt(r + eps)       (epsilon_placement="inside")
+            eta = alpha / (sqrt(r) + eps)     (epsilon_placement="outside")
+        (3) w = w - eta * g
 
-    The effective learning rate `alpha / sqrt(r)` only ever shrinks: AdaGrad suits
+    The step size eta (`effective_learning_rate`) only ever shrinks: AdaGrad suits
     sparse, convex problems and stalls on long non-convex runs.
 
     | symbol | argument                    |
@@ -74,16 +75,17 @@ class AdaGrad(AdaptiveOptimizer):
     def slot_initializer(self, name: str) -> Any:
         return keras.initializers.Constant(self.initial_accumulator_value)
 
+    def step_size(self, variable: Any, learning_rate: Any) -> StepSize:
+        (r,) = self.slots(variable, "accumulator")
+        alpha = ops.cast(learning_rate, self.compute_dtype(variable))
+        return StepSize(alpha, denominator=rms_denominator(r, self.epsilon, self.epsilon_placement))  # (2)
+
     def update_step(self, gradient, variable, learning_rate):
-        dtype = self.compute_dtype(variable)
-        g, alpha = cast(gradient, dtype), ops.cast(learning_rate, dtype)
+        g = cast(gradient, self.compute_dtype(variable))
         (r,) = self.slots(variable, "accumulator")
         self.assign_add(r, square(g))  # (1)
-        self.assign_sub(variable, alpha * g / rms_denominator(r, self.epsilon, self.epsilon_placement))  # (2)
-
-    def effective_learning_rate(self, variable):
-        (r,) = self.slots(variable, "accumulator")
-        return ops.cast(self.learning_rate, self.compute_dtype(variable)) / rms_denominator(r, self.epsilon, self.epsilon_placement)
+        eta = self.step_size(variable, learning_rate)  # (2)
+        self.assign_sub(variable, eta * g)  # (3)
 
     def get_config(self) -> dict:
         return {

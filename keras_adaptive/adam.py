@@ -7,7 +7,7 @@ from typing import Any, Optional
 import keras
 from keras import ops
 
-from keras_adaptive.math import EPSILON_PLACEMENTS, bias_correction, cast, debias, ema, maximum, rms_denominator, square
+from keras_adaptive.math import EPSILON_PLACEMENTS, StepSize, cast, debias_factor, ema, maximum, rms_denominator, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_bool, check_choice, check_non_negative, check_unit_interval
 
@@ -25,6 +25,9 @@ class Adam(AdaptiveOptimizer):
             m_hat = m,                  v_hat = v                    (bias_correction=False)
         (5) w = w - alpha * m_hat / (sqrt(v_hat) + eps)     (epsilon_placement="outside")
             w = w - alpha * m_hat / sqrt(v_hat + eps)       (epsilon_placement="inside")
+
+    The step size (`effective_learning_rate`) is the factor of m in (5):
+    eta = alpha / (1 - beta_1^t) / (sqrt(v_hat) + eps) (without bias correction: alpha / ...).
 
     | symbol | argument        |
     |--------|-----------------|
@@ -93,31 +96,31 @@ class Adam(AdaptiveOptimizer):
         names = ("first_moment", "second_moment")
         return names + ("max_second_moment",) if self.amsgrad else names
 
+    def step_scalars(self, learning_rate: Any, dtype: str) -> tuple:
+        """`(alpha / (1 - beta_1^t), 1 / (1 - beta_2^t))` as scalars of `dtype`, the scalars of (4)
+        and (5); `(alpha, None)` without bias correction. Shared with the native JAX kernel."""
+        alpha = ops.cast(learning_rate, dtype)
+        if not self.bias_correction:
+            return alpha, None
+        t = self.step_count()
+        return alpha * debias_factor(self.beta_1, t, dtype), debias_factor(self.beta_2, t, dtype)
+
+    def step_size(self, variable: Any, learning_rate: Any) -> StepSize:
+        (v,) = self.slots(variable, "max_second_moment" if self.amsgrad else "second_moment")
+        alpha_hat, c_2 = self.step_scalars(learning_rate, self.compute_dtype(variable))  # (4): m_hat's 1 / (1 - beta_1^t)
+        v_hat = v if c_2 is None else v * c_2  # (4)
+        return StepSize(alpha_hat, denominator=rms_denominator(v_hat, self.epsilon, self.epsilon_placement))  # (5)
+
     def update_step(self, gradient, variable, learning_rate):
-        dtype = self.compute_dtype(variable)
-        g, alpha = cast(gradient, dtype), ops.cast(learning_rate, dtype)
+        g = cast(gradient, self.compute_dtype(variable))
         m, v = self.slots(variable, "first_moment", "second_moment")
         self.assign(m, ema(m, g, self.beta_1))  # (1)
         self.assign(v, ema(v, square(g), self.beta_2))  # (2)
         if self.amsgrad:
             (v_max,) = self.slots(variable, "max_second_moment")
             self.assign(v_max, maximum(v_max, v))  # (3)
-            v = v_max
-        m_hat, v_hat = m, v
-        if self.bias_correction:
-            t = self.step_count()
-            m_hat, v_hat = debias(m, self.beta_1, t, dtype), debias(v, self.beta_2, t, dtype)  # (4)
-        self.assign_sub(variable, alpha * m_hat / rms_denominator(v_hat, self.epsilon, self.epsilon_placement))  # (5)
-
-    def effective_learning_rate(self, variable):
-        dtype = self.compute_dtype(variable)
-        (v,) = self.slots(variable, "max_second_moment" if self.amsgrad else "second_moment")
-        alpha = ops.cast(self.learning_rate, dtype)
-        if self.bias_correction:
-            t = self.step_count()
-            alpha = alpha / ops.cast(bias_correction(self.beta_1, t), dtype)
-            v = debias(v, self.beta_2, t, dtype)
-        return alpha / rms_denominator(v, self.epsilon, self.epsilon_placement)
+        eta = self.step_size(variable, learning_rate)  # (4)
+        self.assign_sub(variable, eta * m)  # (5)
 
     def get_config(self) -> dict:
         return {

@@ -20,7 +20,7 @@ import numpy as np
 import keras
 from keras import ops
 
-from keras_adaptive.math import l2_norms
+from keras_adaptive.backend.ops import l2_norms
 
 _TINY = 1e-30  # keeps a ratio finite for an all-zero weight (a fresh bias)
 _MAX_PENDING = 256  # measurements kept on their device at most, within an epoch, before records are made

@@ -12,8 +12,6 @@ from __future__ import annotations
 import math as pymath
 from typing import Any
 
-import keras
-import numpy as np
 from keras import ops
 
 EPSILON_PLACEMENTS = ("inside", "outside")
@@ -70,6 +68,43 @@ def debias(average, beta: float, step, dtype: str):
     return average * debias_factor(beta, step, dtype)
 
 
+class StepSize:
+    """A per-weight step size `eta = scale * factor / denominator`: a scalar (the learning rate
+    and whatever scalar correction the rule has) times a per-weight part, either factor or
+    denominator or none being absent (1).
+
+    Each optimizer writes its `eta` once (`AdaptiveOptimizer.step_size`): its `update_step`
+    applies it to the update direction d, `eta * d`, and `effective_learning_rate` returns
+    `eta.value()`. `eta * d` is evaluated as `scale * (d * factor / denominator)`, the scalar
+    last: on PyTorch's multi-tensor path that product stays lazy and is folded into the write
+    of the weight (`w.add_(u, alpha=-scale)`), and it divides by the denominator rather than
+    multiplying by a reciprocal (one pass fewer, and the rounding of `d / denominator`).
+    """
+
+    __slots__ = ("scale", "factor", "denominator")
+
+    def __init__(self, scale: Any, factor: Any = None, denominator: Any = None) -> None:
+        self.scale = scale
+        self.factor = factor
+        self.denominator = denominator
+
+    def per_weight(self, direction: Any) -> Any:
+        """`direction * factor / denominator`: `eta * direction` without the scalar."""
+        if self.factor is not None:
+            direction = self.factor * direction
+        return direction if self.denominator is None else direction / self.denominator
+
+    def __mul__(self, direction: Any) -> Any:
+        """`eta * direction`."""
+        unscaled = self.per_weight(direction)  # named: the product below stays lazy on PyTorch's path
+        return self.scale * unscaled
+
+    def value(self) -> Any:
+        """`eta` itself: the scalar where it has no per-weight part."""
+        eta = self.scale if self.factor is None else self.scale * self.factor
+        return eta if self.denominator is None else eta / self.denominator
+
+
 def rms_denominator(second_moment, epsilon: float, placement: str):
     """`sqrt(v + eps)` ("inside", Keras' RMSprop and AdaGrad) or `sqrt(v) + eps` ("outside", PyTorch, Adam's paper)."""
     if placement == "inside":
@@ -80,34 +115,3 @@ def rms_denominator(second_moment, epsilon: float, placement: str):
 def nadam_momentum(beta_1: float, step, momentum_decay: float):
     """Dozat's momentum schedule `mu_t = beta_1 * (1 - 0.5 * 0.96^(momentum_decay * t))`."""
     return beta_1 * (1.0 - 0.5 * ops.power(ops.cast(0.96, step.dtype), step * momentum_decay))
-
-
-def l2_norms(tensors: list):
-    """The L2 norm of each tensor, as one float32 vector.
-
-    It runs inside monitored training steps, so with as few operations as each backend
-    allows: one multi-tensor call on PyTorch (each Keras op there costs microseconds of
-    Python), one reduction per tensor on TensorFlow (whose executor charges per graph node:
-    square-sum-sqrt cost a CPU MNIST step 5%)."""
-    backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
-
-        return torch.stack(torch._foreach_norm(list(tensors), dtype=torch.float32))
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        # l2_loss is sum(t^2) / 2 in one node, and XLA has it (it has no EuclideanNorm).
-        return tf.sqrt(2.0 * tf.stack([tf.nn.l2_loss(tf.cast(t, "float32")) for t in tensors]))
-    # XLA runs each reduction as a loop of its own, whose launch costs more than these small
-    # sums: tensors of one shape are stacked and reduced together. (Squaring a stack also
-    # keeps XLA from sharing a gradient's square with the update's fused loop.)
-    by_shape: dict = {}
-    for i, t in enumerate(tensors):
-        by_shape.setdefault(tuple(t.shape), []).append(i)
-    sums = [
-        ops.sum(ops.square(ops.stack([ops.cast(tensors[i], "float32") for i in group])), axis=tuple(range(1, len(shape) + 1)))
-        for shape, group in by_shape.items()
-    ]
-    order = np.argsort([i for group in by_shape.values() for i in group])
-    return ops.sqrt(ops.take(ops.concatenate(sums), ops.convert_to_tensor(order.astype("int32"))))

@@ -7,7 +7,7 @@ from typing import Any, Optional
 import keras
 from keras import ops
 
-from keras_adaptive.math import cast, debias, ema, nadam_momentum, rms_denominator, square
+from keras_adaptive.math import StepSize, cast, debias, ema, nadam_momentum, rms_denominator, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_non_negative, check_unit_interval
 
@@ -24,6 +24,10 @@ class Nadam(AdaptiveOptimizer):
         (3) v_hat = v / (1 - beta_2^t)
         (4) w = w - alpha * ((1 - mu_t) / (1 - P_t) * g
                              + mu_(t+1) / (1 - P_t * mu_(t+1)) * m) / (sqrt(v_hat) + eps)
+
+    The step size (`effective_learning_rate`) is eta = alpha / (sqrt(v_hat) + eps), the
+    factor of the Nesterov moment (the sum in parentheses) in (4). P is kept as P_(t-1)
+    during the step and stored as P_t after every weight's update (`advance_step_state`).
 
     | symbol | argument         |
     |--------|------------------|
@@ -79,32 +83,34 @@ class Nadam(AdaptiveOptimizer):
         # One scalar for the whole model; float32 so that it does not round to 1 in float16.
         self._mu_product = self.add_variable((), initializer="ones", dtype="float32", name="mu_product")
 
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        t = self.step_count()
-        self.assign(self._mu_product, self._mu_product * nadam_momentum(self.beta_1, t, self.momentum_decay))  # (0)
-        super()._backend_update_step(grads, trainable_variables, learning_rate)
+    def momentum_product(self, t: Any) -> Any:
+        """(0) P_t = P_(t-1) * mu_t, from the stored P_(t-1), in float32."""
+        return ops.convert_to_tensor(self._mu_product) * nadam_momentum(self.beta_1, t, self.momentum_decay)
+
+    def advance_step_state(self) -> None:
+        self.assign(self._mu_product, self.momentum_product(self.step_count()))  # (0), for the next step
+
+    def step_size(self, variable: Any, learning_rate: Any) -> StepSize:
+        dtype = self.compute_dtype(variable)
+        (v,) = self.slots(variable, "second_moment")
+        v_hat = debias(v, self.beta_2, self.step_count(), dtype)  # (3)
+        return StepSize(ops.cast(learning_rate, dtype), denominator=rms_denominator(v_hat, self.epsilon, "outside"))
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = self.compute_dtype(variable)
-        g, alpha = cast(gradient, dtype), ops.cast(learning_rate, dtype)
+        g = cast(gradient, dtype)
         t = self.step_count()
         mu = nadam_momentum(self.beta_1, t, self.momentum_decay)
         mu_next = nadam_momentum(self.beta_1, t + 1, self.momentum_decay)
-        product = ops.convert_to_tensor(self._mu_product)
+        product = self.momentum_product(t)  # (0)
         gradient_weight = ops.cast((1 - mu) / (1 - product), dtype)
         moment_weight = ops.cast(mu_next / (1 - product * mu_next), dtype)
         m, v = self.slots(variable, "first_moment", "second_moment")
         self.assign(m, ema(m, g, self.beta_1))  # (1)
         self.assign(v, ema(v, square(g), self.beta_2))  # (2)
-        v_hat = debias(v, self.beta_2, t, dtype)  # (3)
+        eta = self.step_size(variable, learning_rate)  # (3)
         nesterov_moment = gradient_weight * g + moment_weight * m
-        self.assign_sub(variable, alpha * nesterov_moment / rms_denominator(v_hat, self.epsilon, "outside"))  # (4)
-
-    def effective_learning_rate(self, variable):
-        dtype = self.compute_dtype(variable)
-        (v,) = self.slots(variable, "second_moment")
-        v_hat = debias(v, self.beta_2, self.step_count(), dtype)
-        return ops.cast(self.learning_rate, dtype) / rms_denominator(v_hat, self.epsilon, "outside")
+        self.assign_sub(variable, eta * nesterov_moment)  # (4)
 
     def get_config(self) -> dict:
         return {

@@ -17,7 +17,10 @@ import numpy as np
 from keras import backend, ops
 
 from keras_adaptive._compat import in_stateless_scope
+from keras_adaptive.backend import dispatch
 from keras_adaptive.validation import check_learning_rate, check_non_negative
+from keras_adaptive.backend.ops import dense, sample
+from keras_adaptive.math import StepSize
 
 
 HALF_PRECISION = ("float16", "bfloat16")
@@ -34,22 +37,6 @@ def _as_dtype_of(variable: Any, value: Any) -> Any:
     if backend.standardize_dtype(dtype) == backend.standardize_dtype(variable.dtype):
         return value
     return ops.cast(value, variable.dtype)
-
-
-def _dense(gradient: Any) -> Any:
-    """Sparse gradients (TensorFlow's IndexedSlices, JAX's BCOO) as dense tensors.
-
-    Every row's moments decay at each step, so the update is dense anyway; and the
-    element-wise math must see each row's gradient summed over repeated indices
-    (square of the sum, not sum of the squares), which the dense form guarantees.
-    """
-    if type(gradient).__name__ == "IndexedSlices":
-        import tensorflow as tf
-
-        return tf.convert_to_tensor(gradient)
-    if hasattr(gradient, "todense"):
-        return gradient.todense()
-    return gradient
 
 
 def _shape(gradient: Any) -> tuple:
@@ -70,27 +57,6 @@ class _Sampled:
         self.parts = list(zip(variables, indices))
         self.shape = (sum(int(np.prod(v.shape)) if i is None else int(i.shape[0]) for v, i in self.parts),)
         self.dtype = variables[0].dtype
-
-
-def _sample(parts: list) -> Any:
-    """The values of `(variable, flat indices or None for all)` pairs, flattened and concatenated.
-
-    The backends' own gathers where Keras' cost more: on PyTorch each Keras op costs
-    microseconds of Python (80 -> 23 us for the MNIST MLP's samples), and on TensorFlow
-    Keras' `take` adds graph nodes to correct negative indices, which these are not."""
-    name = backend.backend()
-    if name == "torch":
-        import torch
-
-        flats = [v.value.reshape(-1) for v, _ in parts]
-        return torch.cat([x if i is None else x.index_select(0, i) for x, (_, i) in zip(flats, parts)])
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        flats = [tf.reshape(v.value, [-1]) for v, _ in parts]
-        return tf.concat([x if i is None else tf.gather(x, i) for x, (_, i) in zip(flats, parts)], 0)
-    flats = [ops.reshape(v, (-1,)) for v, _ in parts]
-    return ops.concatenate([x if i is None else ops.take(x, i) for x, (_, i) in zip(flats, parts)])
 
 
 class StepObserver(Protocol):
@@ -175,7 +141,7 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         variables = self._trainable_variables if trainable_variables is None else trainable_variables
         before = observer.before_update()
         result = self._apply(grads, trainable_variables)
-        observer.after_update([None if g is None else _dense(g) for g in grads], variables, before)
+        observer.after_update([None if g is None else dense(g) for g in grads], variables, before)
         return result
 
     def _apply(self, grads: list, trainable_variables: Any) -> Any:
@@ -230,6 +196,11 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
     def build_step_state(self) -> None:
         """Create state shared by all weights (Nadam's momentum product), after the slots."""
 
+    def advance_step_state(self) -> None:
+        """Update the state shared by all weights (Nadam's momentum product), once per step,
+        after every weight's `update_step` (on every path: portable, PyTorch's kernels, JAX's
+        native pass). Until then a step reads that state as the previous step left it."""
+
     def build(self, var_list: list) -> None:
         if self.built:
             return
@@ -263,7 +234,7 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         if getattr(variable, "is_multi_tensor", False):
             return [variable.gather([self._slot_variables[n][i] for i in variable.indices]) for n in names]
         if isinstance(variable, _Sampled):
-            return [_sample([(self._slot_variables[n][self._get_variable_index(v)], i) for v, i in variable.parts]) for n in names]
+            return [sample([(self._slot_variables[n][self._get_variable_index(v)], i) for v, i in variable.parts]) for n in names]
         index = self._get_variable_index(variable)
         return [self._slot_variables[n][index] for n in names]
 
@@ -357,15 +328,29 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         finally:
             object.__setattr__(self, "_observer", None)
 
+    def step_size(self, variable: Any, learning_rate: Any) -> StepSize:
+        """eta, the per-weight step size of this optimizer's rule, from its state as it is.
+
+        The factor that multiplies the update direction (the gradient, or the momentum/first
+        moment): `update_step` writes `w = w - eta * direction` with it (after the slots'
+        updates), and `effective_learning_rate` returns it. A subclass writes it once, as
+        a `keras_adaptive.math.StepSize`. Here: `alpha`, the learning rate (SGD).
+        """
+        return StepSize(ops.cast(learning_rate, self.compute_dtype(variable)))
+
     def effective_learning_rate(self, variable: Any):
         """The per-weight step size this optimizer would apply next, as a tensor shaped like `variable`.
 
-        It is the factor that multiplies the update direction (the gradient, or the
-        momentum/first moment): `alpha` for SGD, `alpha / sqrt(r + eps)` for AdaGrad,
-        `alpha / (1 - beta_1^t) / (sqrt(v_hat) + eps)` for Adam, and so on. Read from the
-        optimizer's current state; call it after at least one step.
+        It is `step_size(variable, learning_rate).value()`, the factor that multiplies the
+        update direction (the gradient, or the momentum/first moment): `alpha` for SGD,
+        `alpha / sqrt(r + eps)` for AdaGrad, `alpha / (1 - beta_1^t) / (sqrt(v_hat) + eps)`
+        for Adam, and so on. Read from the optimizer's current state; call it after at least
+        one step.
         """
-        return ops.full(variable.shape, ops.cast(self.learning_rate, variable.dtype))
+        eta = self.step_size(variable, self.learning_rate).value()
+        if tuple(eta.shape) != tuple(variable.shape):  # a scalar step size: the same for every weight
+            eta = ops.full(variable.shape, eta, dtype=backend.standardize_dtype(eta.dtype))
+        return eta
 
     def effective_learning_rate_at(self, variables: Sequence[Any], indices: Sequence[Any]) -> Any:
         """The effective learning rates of some weights of several variables, as one 1-D
@@ -390,7 +375,7 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
 
         Not under torch.compile (jit_compile=True): PyTorch's fused kernels have no meta
         implementation, and the multi-tensor path reads scalars; that runs the portable path."""
-        if keras.backend.backend() != "torch" or not self.multi_tensor:
+        if keras.backend.backend() != "torch" or not self.multi_tensor or dispatch.torch_path(self) is None:
             return False
         import torch
 
@@ -419,17 +404,18 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
 
     def _backend_update_step(self, grads: list, trainable_variables: list, learning_rate: Any) -> None:
         if self._takes_torch_path():
-            from keras_adaptive.backend import torch_multi_tensor
+            from keras_adaptive.backend import torch_step
 
-            torch_multi_tensor.update(self, grads, trainable_variables, learning_rate)
-            return
-        grads = [_dense(g) for g in grads]
-        if self._takes_jax_native_path():
-            from keras_adaptive.backend import jax_native
+            torch_step.update(self, grads, trainable_variables, learning_rate)
+        else:
+            grads = [dense(g) for g in grads]
+            if self._takes_jax_native_path():
+                from keras_adaptive.backend import jax_native
 
-            rest = jax_native.update(self, grads, trainable_variables, learning_rate)
-            grads, trainable_variables = [g for g, _ in rest], [v for _, v in rest]
-        super()._backend_update_step(grads, trainable_variables, learning_rate)
+                rest = jax_native.update(self, grads, trainable_variables, learning_rate)
+                grads, trainable_variables = [g for g, _ in rest], [v for _, v in rest]
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        self.advance_step_state()
 
     def get_config(self) -> dict:
         config = super().get_config()

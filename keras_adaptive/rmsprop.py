@@ -7,7 +7,7 @@ from typing import Any, Optional
 import keras
 from keras import ops
 
-from keras_adaptive.math import EPSILON_PLACEMENTS, cast, ema, maximum, rms_denominator, square
+from keras_adaptive.math import EPSILON_PLACEMENTS, StepSize, cast, ema, maximum, rms_denominator, square
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.validation import check_bool, check_choice, check_non_negative, check_unit_interval
 
@@ -25,6 +25,9 @@ class RMSProp(AdaptiveOptimizer):
             u = g / (sqrt(d) + eps)                (epsilon_placement="outside")
         (5) b = mu * b + u                         (momentum mu > 0 only)
         (6) w = w - alpha * b if mu > 0, else w = w - alpha * u
+
+    The step size (`effective_learning_rate`) is eta = alpha / sqrt(d + eps) (or
+    alpha / (sqrt(d) + eps)), the factor of g in (4) and (6).
 
     | symbol | argument        |
     |--------|-----------------|
@@ -89,32 +92,31 @@ class RMSProp(AdaptiveOptimizer):
             names += ("momentum",)
         return names
 
-    def update_step(self, gradient, variable, learning_rate):
-        dtype = self.compute_dtype(variable)
-        g, alpha = cast(gradient, dtype), ops.cast(learning_rate, dtype)
+    def step_size(self, variable: Any, learning_rate: Any) -> StepSize:
         (r,) = self.slots(variable, "second_moment")
-        self.assign(r, ema(r, square(g), self.rho))  # (1)
         d = r
         if self.centered:
             (a,) = self.slots(variable, "first_moment")
-            self.assign(a, ema(a, g, self.rho))  # (2)
             # The variance estimate r - a^2 is >= 0 in exact arithmetic, but rounds below 0
             # under steady gradients; clamp it so that sqrt(d) stays real.
             d = maximum(r - square(a), 0.0)  # (3)
-        u = g / rms_denominator(d, self.epsilon, self.epsilon_placement)  # (4)
+        alpha = ops.cast(learning_rate, self.compute_dtype(variable))
+        return StepSize(alpha, denominator=rms_denominator(d, self.epsilon, self.epsilon_placement))  # (4)
+
+    def update_step(self, gradient, variable, learning_rate):
+        g = cast(gradient, self.compute_dtype(variable))
+        (r,) = self.slots(variable, "second_moment")
+        self.assign(r, ema(r, square(g), self.rho))  # (1)
+        if self.centered:
+            (a,) = self.slots(variable, "first_moment")
+            self.assign(a, ema(a, g, self.rho))  # (2)
+        eta = self.step_size(variable, learning_rate)  # (3), (4)
+        u = eta.per_weight(g)  # (4)
         if self.momentum > 0:
             (b,) = self.slots(variable, "momentum")
             self.assign(b, self.momentum * b + u)  # (5)
             u = b
-        self.assign_sub(variable, alpha * u)  # (6)
-
-    def effective_learning_rate(self, variable):
-        (r,) = self.slots(variable, "second_moment")
-        d = r
-        if self.centered:
-            (a,) = self.slots(variable, "first_moment")
-            d = maximum(r - square(a), 0.0)
-        return ops.cast(self.learning_rate, self.compute_dtype(variable)) / rms_denominator(d, self.epsilon, self.epsilon_placement)
+        self.assign_sub(variable, eta.scale * u)  # (6)
 
     def get_config(self) -> dict:
         return {

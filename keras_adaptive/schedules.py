@@ -14,29 +14,21 @@ that `Adam(bias_correction=False, learning_rate=BiasCorrection(lr))` is Adam.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
 from keras import ops
 
+from keras_adaptive.math import bias_correction
 from keras_adaptive.validation import check_learning_rate, check_unit_interval
 
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 
 
-def one_minus_power(beta: float, t):
-    """`1 - beta^t` as `-expm1(t * log(beta))`: in float32, `1 - 0.999^t` computed directly
-    loses most of its digits to cancellation for small t (relative error ~1e-5 at t=6)."""
-    if beta == 0.0:
-        return ops.ones_like(t)  # 1 - 0^t for t >= 1
-    return -ops.expm1(t * math.log(beta))
-
-
 def bias_correction_factor(t, beta_1: float = 0.9, beta_2: float = 0.999):
     """`rho(t) = sqrt(1 - beta_2^t) / (1 - beta_1^t)` for update number `t` (counting from 1), as float32."""
     t = ops.cast(t, "float32")
-    return ops.sqrt(one_minus_power(beta_2, t)) / one_minus_power(beta_1, t)
+    return ops.sqrt(bias_correction(beta_2, t)) / bias_correction(beta_1, t)
 
 
 @keras.saving.register_keras_serializable(package="keras_adaptive")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import keras
-from keras import ops
 
 from keras_adaptive.math import cast
 from keras_adaptive.optimizer import AdaptiveOptimizer
@@ -69,17 +68,17 @@ class SGD(AdaptiveOptimizer):
         return ("momentum",) if self.momentum > 0 else ()
 
     def update_step(self, gradient, variable, learning_rate):
-        dtype = self.compute_dtype(variable)
-        g, alpha = cast(gradient, dtype), ops.cast(learning_rate, dtype)
+        g = cast(gradient, self.compute_dtype(variable))
+        eta = self.step_size(variable, learning_rate)  # alpha
         if self.momentum == 0:
-            self.assign_sub(variable, alpha * g)  # (1)
+            self.assign_sub(variable, eta * g)  # (1)
             return
         (v,) = self.slots(variable, "momentum")
         self.assign(v, self.momentum * v + g)  # (2)
         if self.nesterov:
-            self.assign_sub(variable, alpha * (g + self.momentum * v))  # (3)
+            self.assign_sub(variable, eta * (g + self.momentum * v))  # (3)
         else:
-            self.assign_sub(variable, alpha * v)  # (3)
+            self.assign_sub(variable, eta * v)  # (3)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}

@@ -5,6 +5,12 @@ code (no shared helpers). Each `*_step(w, g, state, t, lr, **hyper)` takes the w
 the gradient, the state dict (slot name -> array, missing = zeros), the step count t
 (from 1) and the learning rate, and returns the new weight and state; slot names are
 those of the optimizer under test, so slots are compared by name.
+
+Each `*_effective_lr(w, state, t, lr, **hyper)` is the optimizer's step size from the
+state after t - 1 steps, for update number t: the per-weight factor that multiplies the
+update direction (the gradient, the momentum or first moment, Nadam's Nesterov moment,
+AdaDelta's h), read off the rule as its paper and docstring write it. `EFFECTIVE_LR` maps
+each step function to it.
 """
 
 from __future__ import annotations
@@ -88,6 +94,60 @@ def nadam_step(w, g, state, t, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, momen
     v_hat = v / (1 - beta_2**t)
     direction = (1 - mu(t)) / (1 - product) * g + mu(t + 1) / (1 - product * mu(t + 1)) * m
     return w - lr * direction / (np.sqrt(v_hat) + epsilon), {"first_moment": m, "second_moment": v}
+
+
+def sgd_effective_lr(w, state, t, lr, momentum=0.0, nesterov=False):
+    return np.full_like(w, lr)  # w - lr * (g, v or g + mu v)
+
+
+def adagrad_effective_lr(w, state, t, lr, initial_accumulator_value=0.0, epsilon=1e-7, epsilon_placement="inside"):
+    r = _get(state, "accumulator", w, initial_accumulator_value)
+    return lr / _denominator(r, epsilon, epsilon_placement)
+
+
+def rmsprop_effective_lr(w, state, t, lr, rho=0.9, epsilon=1e-7, momentum=0.0, centered=False,
+                         epsilon_placement="inside"):
+    d = _get(state, "second_moment", w)
+    if centered:
+        d = np.maximum(d - _get(state, "first_moment", w) ** 2, 0.0)
+    return lr / _denominator(d, epsilon, epsilon_placement)  # the factor of g in lr * g / denominator
+
+
+def adadelta_effective_lr(w, state, t, lr, rho=0.95, epsilon=1e-6, momentum=0.0):
+    rms_delta = np.sqrt(_get(state, "delta_second_moment", w) + epsilon)
+    rms_g = np.sqrt(_get(state, "second_moment", w) + epsilon)
+    return lr * rms_delta / rms_g  # delta = -(RMS[dx] / RMS[g]) * h, w + lr * delta
+
+
+def adam_effective_lr(
+    w, state, t, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, bias_correction=True,
+    epsilon_placement="outside", weight_decay=0.0,
+):
+    v = _get(state, "max_second_moment" if amsgrad else "second_moment", w)
+    if not bias_correction:
+        return lr / _denominator(v, epsilon, epsilon_placement)
+    # lr * m_hat / denominator(v_hat) with m_hat = m / (1 - beta_1^t): the factor of m.
+    return lr / (1 - beta_1**t) / _denominator(v / (1 - beta_2**t), epsilon, epsilon_placement)
+
+
+def adamw_effective_lr(w, state, t, lr, weight_decay=0.004, **hyper):
+    return adam_effective_lr(w, state, t, lr, **hyper)
+
+
+def nadam_effective_lr(w, state, t, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, momentum_decay=0.004):
+    v_hat = _get(state, "second_moment", w) / (1 - beta_2**t)
+    return lr / (np.sqrt(v_hat) + epsilon)  # the factor of the Nesterov moment
+
+
+EFFECTIVE_LR = {
+    sgd_step: sgd_effective_lr,
+    adagrad_step: adagrad_effective_lr,
+    rmsprop_step: rmsprop_effective_lr,
+    adadelta_step: adadelta_effective_lr,
+    adam_step: adam_effective_lr,
+    adamw_step: adamw_effective_lr,
+    nadam_step: nadam_effective_lr,
+}
 
 
 def zeiler_adadelta(w, grads, rho, epsilon):

@@ -5,11 +5,16 @@
 // w, g, m, v; write w, m, v). This kernel reads and writes each once, in place (the
 // operands are aliased to the results), split into chunks over XLA's intra-op threads.
 //
-// Operands: scalars f32[8] = {lr, beta_1, 1 - beta_1, beta_2, 1 - beta_2, c_1, c_2, eps},
-// c = 1 / (1 - beta^t) or 1 without bias correction; decay f32[k] = the decoupled weight
-// decay of each of the k weights (0 for none); then per weight w, g, m, v (and v_max with
-// AMSGrad). Results: per weight w, m, v (, v_max), aliased to those operands.
-// The arithmetic is Adam.update_step's, operation for operation, in float32.
+// Operands, in this order (jax_native.update passes them by these names):
+//   learning_rate        f32[]  alpha, for the decoupled weight decay (0)
+//   step_scale           f32[]  alpha / (1 - beta_1^t), or alpha without bias correction: (4), (5)
+//   second_moment_scale  f32[]  1 / (1 - beta_2^t), or 1 without bias correction: (4)
+//   decay                f32[k] the decoupled weight decay of each of the k weights (0 for none)
+//   then per weight w, g, m, v (and v_max with AMSGrad).
+// Attributes: beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon (f32), amsgrad,
+// inside (bool). Results: per weight w, m, v (, v_max), aliased to those operands.
+// The scalars come from Adam.step_scalars (keras_adaptive.math.debias_factor), and the
+// arithmetic is Adam.update_step's, operation for operation, in float32.
 
 #include <algorithm>
 #include <atomic>
@@ -34,7 +39,8 @@ struct Tensor {
 };
 
 struct Scalars {
-  float lr, b1, a1, b2, a2, c1, c2, eps;
+  float learning_rate, step_scale, second_moment_scale;
+  float beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon;
 };
 
 template <bool kAmsgrad, bool kInside, bool kDecay>
@@ -48,20 +54,20 @@ void Update(const Tensor& t, const Scalars& s, int64_t lo, int64_t hi) {
 #pragma omp simd
   for (int64_t i = lo; i < hi; ++i) {
     float wi = w[i];
-    if constexpr (kDecay) wi = wi - wi * decay * s.lr;  // (0) Keras' decoupled weight decay
+    if constexpr (kDecay) wi = wi - wi * decay * s.learning_rate;  // (0) Keras' decoupled weight decay
     const float gi = g[i];
-    const float mi = s.b1 * m[i] + s.a1 * gi;         // (1)
-    float vi = s.b2 * v[i] + s.a2 * (gi * gi);        // (2)
+    const float mi = s.beta_1 * m[i] + s.one_minus_beta_1 * gi;         // (1)
+    float vi = s.beta_2 * v[i] + s.one_minus_beta_2 * (gi * gi);        // (2)
     m[i] = mi;
     v[i] = vi;
     if constexpr (kAmsgrad) {
       const float old = v_max[i];
-      vi = vi < old ? old : vi;                       // (3) a select, which GCC vectorizes (std::max it does not)
+      vi = vi < old ? old : vi;  // (3) a select, which GCC vectorizes (std::max it does not)
       v_max[i] = vi;
     }
-    const float m_hat = mi * s.c1, v_hat = vi * s.c2;  // (4)
-    const float denominator = kInside ? std::sqrt(v_hat + s.eps) : std::sqrt(v_hat) + s.eps;
-    w[i] = wi - s.lr * m_hat / denominator;         // (5)
+    const float v_hat = vi * s.second_moment_scale;  // (4)
+    const float denominator = kInside ? std::sqrt(v_hat + s.epsilon) : std::sqrt(v_hat) + s.epsilon;
+    w[i] = wi - s.step_scale * (mi / denominator);  // (5): eta * m, eta = step_scale / denominator
   }
 }
 
@@ -94,16 +100,24 @@ struct Job {
   }
 };
 
-ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::Buffer<ffi::F32> decay,
-                    ffi::RemainingArgs args, ffi::RemainingRets rets, bool amsgrad, bool inside) {
+ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::BufferR0<ffi::F32> learning_rate, ffi::BufferR0<ffi::F32> step_scale,
+                    ffi::BufferR0<ffi::F32> second_moment_scale, ffi::Buffer<ffi::F32> decay,
+                    ffi::RemainingArgs args, ffi::RemainingRets rets, float beta_1, float one_minus_beta_1,
+                    float beta_2, float one_minus_beta_2, float epsilon, bool amsgrad, bool inside) {
   const size_t per = amsgrad ? 5 : 4, out_per = per - 1;
   const size_t k = decay.element_count();
   if (args.size() != k * per || rets.size() != k * out_per) {
     return ffi::Error::InvalidArgument("keras_adaptive_adam: operand count does not match the weights");
   }
   auto job = std::make_shared<Job>();
-  const float* sc = scalars.typed_data();
-  job->s = {sc[0], sc[1], sc[2], sc[3], sc[4], sc[5], sc[6], sc[7]};
+  job->s.learning_rate = *learning_rate.typed_data();
+  job->s.step_scale = *step_scale.typed_data();
+  job->s.second_moment_scale = *second_moment_scale.typed_data();
+  job->s.beta_1 = beta_1;
+  job->s.one_minus_beta_1 = one_minus_beta_1;
+  job->s.beta_2 = beta_2;
+  job->s.one_minus_beta_2 = one_minus_beta_2;
+  job->s.epsilon = epsilon;
   job->amsgrad = amsgrad;
   job->inside = inside;
   for (size_t i = 0; i < k; ++i) {
@@ -136,9 +150,16 @@ ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::Bu
 XLA_FFI_DEFINE_HANDLER_SYMBOL(KerasAdaptiveAdam, AdamImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::BufferR0<ffi::F32>>()  // learning_rate
+                                  .Arg<ffi::BufferR0<ffi::F32>>()  // step_scale
+                                  .Arg<ffi::BufferR0<ffi::F32>>()  // second_moment_scale
+                                  .Arg<ffi::Buffer<ffi::F32>>()    // decay
                                   .RemainingArgs()
                                   .RemainingRets()
+                                  .Attr<float>("beta_1")
+                                  .Attr<float>("one_minus_beta_1")
+                                  .Attr<float>("beta_2")
+                                  .Attr<float>("one_minus_beta_2")
+                                  .Attr<float>("epsilon")
                                   .Attr<bool>("amsgrad")
                                   .Attr<bool>("inside"));

@@ -42,13 +42,9 @@ import keras
 import numpy as np
 from keras import backend, ops
 
-from keras_adaptive.adam import Adam
-from keras_adaptive.backend.dispatch import runs_as_shipped
-from keras_adaptive.math import debias_factor
+from keras_adaptive.backend import dispatch
 
 TARGET = "keras_adaptive_adam"
-# The kernel is `Adam.update_step` with its hooks as shipped (`dispatch.HOOKS`).
-_is_shipped_adam = runs_as_shipped(Adam)
 # Weights smaller than this (in elements) stay on XLA's fused loops. The kernel pays a little per
 # weight (about 1-2 µs more than XLA's loops here); it wins from ~20K elements on, where a weight's
 # three loops no longer run from cache: 200 weights of 5,000 took 1.18 ms against XLA's 0.98, 12 of
@@ -139,7 +135,7 @@ def available() -> bool:
 def accepts(optimizer: Any) -> bool:
     """Whether this optimizer's step can take the kernel (its weights are checked by `takes`)."""
     return (
-        _is_shipped_adam(optimizer)
+        dispatch.jax_kernel_name(optimizer) == "native_adam"  # Adam, AdamW (backend/fast_paths.py)
         and jax.default_backend() == "cpu"
         and keras.distribution.distribution() is None
         and available()
@@ -156,28 +152,41 @@ def takes(optimizer: Any, variable: Any) -> bool:
     )
 
 
-def _scalars(optimizer: Any, learning_rate: Any) -> Any:
-    """f32[8]: lr, beta_1, 1 - beta_1, beta_2, 1 - beta_2, c_1, c_2, eps, as `Adam.update_step`
-    and `keras_adaptive.math` round them (the constants in float64 first, then to float32)."""
-    one = ops.ones((), "float32")
-    if optimizer.bias_correction:
-        t = optimizer.step_count()
-        c1 = debias_factor(optimizer.beta_1, t, "float32")
-        c2 = debias_factor(optimizer.beta_2, t, "float32")
-    else:
-        c1 = c2 = one
+def _scalars(optimizer: Any, learning_rate: Any) -> dict:
+    """The kernel's scalar operands by name, as `Adam.step_scalars` computes them for `update_step`."""
+    step_scale, second_moment_scale = optimizer.step_scalars(learning_rate, "float32")
+    return {
+        "learning_rate": ops.cast(learning_rate, "float32"),
+        "step_scale": step_scale,
+        "second_moment_scale": ops.ones((), "float32") if second_moment_scale is None else second_moment_scale,
+    }
+
+
+def _attributes(optimizer: Any) -> dict:
+    """The kernel's constant attributes by name: the constants of `update_step` as its float32
+    arithmetic rounds them (`ema(m, g, beta)` is `beta * m + (1 - beta) * g`, `1 - beta` taken in
+    float64 first)."""
     b1, b2 = float(optimizer.beta_1), float(optimizer.beta_2)
-    constants = [b1, 1.0 - b1, b2, 1.0 - b2]
-    return ops.stack(
-        [ops.cast(learning_rate, "float32"), *(one * np.float32(c) for c in constants), c1, c2,
-         one * np.float32(optimizer.epsilon)]
-    )
+    return {
+        "beta_1": np.float32(b1),
+        "one_minus_beta_1": np.float32(1.0 - b1),
+        "beta_2": np.float32(b2),
+        "one_minus_beta_2": np.float32(1.0 - b2),
+        "epsilon": np.float32(optimizer.epsilon),
+        "amsgrad": bool(optimizer.amsgrad),
+        "inside": optimizer.epsilon_placement == "inside",
+    }
+
+
+# Per weight, the kernel's operands in order, and which of them it updates in place (its results).
+OPERANDS = ("w", "g", "m", "v", "v_max")
+IN_PLACE = ("w", "m", "v", "v_max")
 
 
 def update(optimizer: Any, grads: Sequence[Any], variables: Sequence[Any], learning_rate: Any) -> list:
     """Update the weights the kernel `takes` (their decoupled weight decay included) in one
     FFI call; return the (gradient, variable) pairs left for `update_step`."""
-    names = optimizer.slot_names()
+    names = optimizer.slot_names()  # first_moment, second_moment (, max_second_moment): m, v (, v_max)
     native, rest = [], []
     for grad, variable in zip(grads, variables):
         (native if takes(optimizer, variable) else rest).append((grad, variable))
@@ -185,19 +194,24 @@ def update(optimizer: Any, grads: Sequence[Any], variables: Sequence[Any], learn
         return rest
     wd = optimizer.weight_decay or 0.0
     decay = np.array([wd if wd and optimizer._use_weight_decay(v) else 0.0 for _, v in native], np.float32)
+    scalars = _scalars(optimizer, learning_rate)
+    leading = [scalars["learning_rate"], scalars["step_scale"], scalars["second_moment_scale"], decay]
     operands, results, aliases, targets = [], [], {}, []
     for grad, variable in native:
-        updated = [variable, *optimizer.slots(variable, *names)]
-        per_weight = [updated[0].value, ops.cast(grad, "float32"), *(s.value for s in updated[1:])]
-        for j, value in enumerate(per_weight):
-            if j != 1:  # every operand but the gradient is updated in place
-                aliases[2 + len(operands) + j] = len(results)
-                results.append(jax.ShapeDtypeStruct(value.shape, value.dtype))
-        operands += per_weight
-        targets += updated
+        slots = optimizer.slots(variable, *names)
+        state = dict(zip(("w", "m", "v", "v_max"), [variable, *slots]))
+        values = {name: target.value for name, target in state.items()}
+        values["g"] = ops.cast(grad, "float32")
+        for name in OPERANDS:
+            if name not in values:
+                continue
+            if name in IN_PLACE:
+                aliases[len(leading) + len(operands)] = len(results)
+                results.append(jax.ShapeDtypeStruct(values[name].shape, values[name].dtype))
+                targets.append(state[name])
+            operands.append(values[name])
     call = jax.ffi.ffi_call(TARGET, results, input_output_aliases=aliases)
-    new = call(_scalars(optimizer, learning_rate), decay, *operands,
-               amsgrad=bool(optimizer.amsgrad), inside=optimizer.epsilon_placement == "inside")
+    new = call(*leading, *operands, **_attributes(optimizer))
     for target, value in zip(targets, new):
         optimizer.assign(target, value)
     return rest
