@@ -13,6 +13,8 @@ import dataclasses
 from typing import Any, Callable, Optional
 
 import keras
+import numpy as np
+from hypothesis import strategies as st
 
 import keras_adaptive
 from tests import reference as ref
@@ -110,5 +112,57 @@ CASES = [
 CASE_IDS = [case.id for case in CASES]
 BY_ID = {case.id: case for case in CASES}
 
-# Every optimizer of the package has at least one case.
-assert {c.cls for c in CASES} == set(keras_adaptive.OPTIMIZERS.values())
+
+# --- per class: what the tests that run once per optimizer class read ------------------------
+
+# Valid ranges of the hyperparameters for the property tests, with two bounds (see
+# tests/test_properties.py): epsilon >= 1e-4 and decay rates <= 0.999.
+_log_uniform = lambda lo, hi: st.floats(np.log10(lo), np.log10(hi)).map(lambda e: float(10.0**e))  # noqa: E731
+_lr = _log_uniform(1e-4, 1.0)
+_eps = _log_uniform(1e-4, 1.0)
+_decay = st.floats(0.0, 0.999)
+_placement = st.sampled_from(["inside", "outside"])
+
+
+@st.composite
+def _sgd_hyperparameters(draw):
+    momentum = draw(st.one_of(st.just(0.0), _decay))
+    return dict(learning_rate=draw(_lr), momentum=momentum, nesterov=momentum > 0 and draw(st.booleans()))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassCases:
+    representative: str  # the case with the most state of its class: for tests run once per class
+    train: dict  # what a person would pick to train the MNIST MLP (tests/test_training.py, test_precision.py)
+    train_small: dict  # ... and the small regression MLP of tests/test_keras.py (4 epochs)
+    hyperparameters: Any  # a hypothesis strategy of valid arguments (tests/test_properties.py)
+
+
+BY_CLASS: dict[type, ClassCases] = {
+    K.SGD: ClassCases("sgd-nesterov", dict(learning_rate=0.05, momentum=0.9), dict(learning_rate=0.05, momentum=0.9),
+                      _sgd_hyperparameters()),
+    K.AdaGrad: ClassCases("adagrad-initial-accumulator", dict(learning_rate=0.05), dict(learning_rate=0.05),
+                          st.fixed_dictionaries(dict(learning_rate=_lr, initial_accumulator_value=st.floats(0.0, 1.0),
+                                                     epsilon=_eps, epsilon_placement=_placement))),
+    K.RMSProp: ClassCases("rmsprop-centered-momentum-outside", dict(learning_rate=1e-3), dict(learning_rate=0.003),
+                          st.fixed_dictionaries(dict(learning_rate=_lr, rho=_decay, epsilon=_eps,
+                                                     momentum=st.one_of(st.just(0.0), _decay), centered=st.booleans(),
+                                                     epsilon_placement=_placement))),
+    K.AdaDelta: ClassCases("adadelta-momentum", dict(learning_rate=1.0), dict(learning_rate=1.0),
+                           st.fixed_dictionaries(dict(learning_rate=_log_uniform(1e-2, 2.0), rho=_decay, epsilon=_eps,
+                                                      momentum=st.one_of(st.just(0.0), _decay)))),
+    K.Adam: ClassCases("adam-amsgrad", dict(learning_rate=1e-3), dict(learning_rate=0.003),
+                       st.fixed_dictionaries(dict(learning_rate=_lr, beta_1=_decay, beta_2=_decay, epsilon=_eps,
+                                                  amsgrad=st.booleans(), bias_correction=st.booleans(),
+                                                  epsilon_placement=_placement))),
+    K.AdamW: ClassCases("adamw-amsgrad", dict(learning_rate=1e-3), dict(learning_rate=0.003),
+                        st.fixed_dictionaries(dict(learning_rate=_lr, weight_decay=st.floats(0.0, 0.5), beta_1=_decay,
+                                                   beta_2=_decay, epsilon=_eps, amsgrad=st.booleans()))),
+    K.Nadam: ClassCases("nadam", dict(learning_rate=1e-3), dict(learning_rate=0.003),
+                        st.fixed_dictionaries(dict(learning_rate=_lr, beta_1=_decay, beta_2=_decay, epsilon=_eps,
+                                                   momentum_decay=st.floats(0.0, 1.0)))),
+}
+REPRESENTATIVES = [entry.representative for entry in BY_CLASS.values()]
+
+# (That every optimizer of the package has its cases, its entry here and its references is
+# tests/test_registry.py's to check, with a message saying what is missing.)

@@ -36,7 +36,7 @@ def run(steps: int = 10_000, warmup: int = 1_000, sample_every: int = 250, case_
     import numpy as np
 
     from tests.cases import BY_ID
-    from tests.test_distributed import REPRESENTATIVES
+    from tests.cases import REPRESENTATIVES
 
     case_ids = list(case_ids or REPRESENTATIVES)
     rng = np.random.default_rng(0)

@@ -8,12 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from tests.cases import BY_ID
+from tests.cases import BY_ID, REPRESENTATIVES
 from tests.problem import make_problem, run_keras, run_reference, to_numpy
 
-REPRESENTATIVES = ["sgd-momentum", "adagrad", "rmsprop-centered-momentum-outside", "adadelta-momentum",
-                   "adam-amsgrad", "adamw", "nadam"]
-CASES = [BY_ID[i] for i in REPRESENTATIVES]
+CASES = [BY_ID[i] for i in REPRESENTATIVES]  # one per class (tests/cases.py)
 STEPS = 8
 RTOL, ATOL = 2e-5, 2e-6
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from tests.cases import BY_ID
-from tests.test_distributed import REPRESENTATIVES
+from tests.cases import REPRESENTATIVES
 
 BACKEND = keras.backend.backend()
 OTHERS = [b for b in ("tensorflow", "jax", "torch") if b != BACKEND]

@@ -27,16 +27,13 @@ import keras
 import numpy as np
 import pytest
 
-from tests.cases import BY_ID
+from tests.cases import BY_ID, REPRESENTATIVES
 
 BACKEND = keras.backend.backend()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")
 
 # One case per optimizer class, with the most state: Nadam's scalar mu-product, AMSGrad's 3 slots.
-REPRESENTATIVES = ["sgd-nesterov", "adagrad-initial-accumulator", "rmsprop-centered-momentum-outside",
-                   "adadelta-momentum", "adam-amsgrad", "adamw-amsgrad", "nadam"]
-assert {BY_ID[c].cls for c in REPRESENTATIVES} == {c.cls for c in BY_ID.values()}
 
 # 8 steps whose gradient sums are taken in another order than on one device: a few float32
 # ulps per step at most. Observed: <= 2.4e-7 on weights of magnitude ~1.

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.cases import CASE_IDS, CASES
+from tests.cases import BY_ID, CASE_IDS, CASES, REPRESENTATIVES
 from tests.problem import assert_same_run, make_problem, run_keras
 
 # The multi-tensor path is the torch backend's; other backends run the portable path.
@@ -76,13 +76,17 @@ def test_multi_tensor_path_is_taken(monkeypatch):
     assert len(calls) == 2 * len(problem.weights)
 
 
-@pytest.mark.parametrize("case_id", ["adamw", "adam", "sgd-momentum", "nadam"])
+def _declared_for_torch(case_id: str) -> bool:
+    from keras_adaptive.backend import dispatch
+
+    return BY_ID[case_id].cls in dispatch.TORCH
+
+
+@pytest.mark.parametrize("case_id", [c for c in REPRESENTATIVES if _declared_for_torch(c)])
 def test_weight_decay_on_the_torch_path_spares_excluded_weights(case_id):
     """On the torch path decoupled weight decay is part of the step (PyTorch's fused AdamW
     kernel for Adam, one in-place multiply otherwise): weights excluded from decay keep
     their own update, the others decay, as on the portable path."""
-    from tests.cases import BY_ID
-
     case = BY_ID[case_id]
     problem = make_problem(steps=10)
     results = []

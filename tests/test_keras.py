@@ -8,18 +8,11 @@ import numpy as np
 import pytest
 
 import keras_adaptive as ka
-from tests.cases import BY_ID, CASE_IDS, CASES
+from tests.cases import BY_CLASS, BY_ID, CASE_IDS, CASES, REPRESENTATIVES
 from tests.problem import to_numpy
 
-ONE_PER_CLASS = {
-    "SGD": dict(learning_rate=0.05, momentum=0.9),
-    "AdaGrad": dict(learning_rate=0.05),
-    "RMSProp": dict(learning_rate=0.003),
-    "AdaDelta": dict(learning_rate=1.0),
-    "Adam": dict(learning_rate=0.003),
-    "AdamW": dict(learning_rate=0.003),
-    "Nadam": dict(learning_rate=0.003),
-}
+# Per class, what a person would pick for the small regression MLP below (tests/cases.py).
+ONE_PER_CLASS = {cls.__name__: entry.train_small for cls, entry in BY_CLASS.items()}
 
 
 def _regression_data(seed=0, n=256):
@@ -74,8 +67,8 @@ def _batches(n=6, seed=1):
     return [(rng.normal(size=(32, 8)).astype("float32"), rng.normal(size=(32, 1)).astype("float32")) for _ in range(n)]
 
 
-SAVE_CASES = ["sgd-nesterov", "adagrad-initial-accumulator", "rmsprop-centered-momentum-outside",
-              "adadelta-momentum", "adam-amsgrad", "adam-no-bias-correction", "adamw", "nadam"]
+# One case per class, and two more of Adam's slot layouts (tests/cases.py).
+SAVE_CASES = REPRESENTATIVES + ["adam-no-bias-correction", "adamw"]
 
 
 @pytest.mark.parametrize("case_id", SAVE_CASES)

@@ -7,18 +7,10 @@ import pytest
 
 import keras_adaptive as ka
 from keras_adaptive.datasets import load_mnist
-from tests.cases import BY_ID
+from tests.cases import BY_CLASS, BY_ID, REPRESENTATIVES
 from tests.problem import to_numpy
 
-SETTINGS = {
-    "SGD": dict(learning_rate=0.05, momentum=0.9),
-    "AdaGrad": dict(learning_rate=0.05),
-    "RMSProp": dict(learning_rate=1e-3),
-    "AdaDelta": dict(learning_rate=1.0),
-    "Adam": dict(learning_rate=1e-3, amsgrad=True),
-    "AdamW": dict(learning_rate=1e-3),
-    "Nadam": dict(learning_rate=1e-3),
-}
+SETTINGS = {cls.__name__: entry.train for cls, entry in BY_CLASS.items()}  # tests/cases.py
 POLICIES = ["mixed_float16", "mixed_bfloat16", "float16", "bfloat16"]
 
 
@@ -78,8 +70,7 @@ def test_non_finite_gradient_propagates_without_loss_scaling():
     assert np.all(np.isfinite(to_numpy(b)))
 
 
-@pytest.mark.parametrize("case_id", ["sgd-momentum", "adagrad", "rmsprop-centered", "adadelta-momentum",
-                                     "adam-amsgrad", "adamw", "nadam"])
+@pytest.mark.parametrize("case_id", REPRESENTATIVES)
 def test_loss_scale_optimizer_skips_non_finite_steps_and_corrupts_nothing(case_id):
     """Through `train_on_batch`, the way Keras runs it on each backend (stateless on JAX)."""
     case = BY_ID[case_id]

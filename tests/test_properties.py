@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import keras_adaptive as ka
-from tests.cases import Case
+from tests.cases import BY_CLASS, BY_ID, Case
 from tests.problem import Problem, run_reference, slots_of, to_numpy
 from tests import reference as ref
 
@@ -33,41 +33,9 @@ STEPS = 3
 SETTINGS = settings(max_examples=int(os.environ.get("KA_PROPERTY_EXAMPLES", 12)), deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-log_uniform = lambda lo, hi: st.floats(np.log10(lo), np.log10(hi)).map(lambda e: float(10.0**e))  # noqa: E731
-learning_rate = log_uniform(1e-4, 1.0)
-epsilon = log_uniform(1e-4, 1.0)  # 0 is valid but 0/0 on a zero gradient, see the module docstring
-decay = st.floats(0.0, 0.999)  # valid range [0, 1)
-placement = st.sampled_from(["inside", "outside"])
-
-
-@st.composite
-def _sgd(draw):
-    momentum = draw(st.one_of(st.just(0.0), decay))
-    return dict(learning_rate=draw(learning_rate), momentum=momentum, nesterov=momentum > 0 and draw(st.booleans()))
-
-
-HYPERPARAMETERS = {
-    ka.SGD: (_sgd(), ref.sgd_step),
-    ka.AdaGrad: (st.fixed_dictionaries(dict(
-        learning_rate=learning_rate, initial_accumulator_value=st.floats(0.0, 1.0), epsilon=epsilon,
-        epsilon_placement=placement)), ref.adagrad_step),
-    ka.RMSProp: (st.fixed_dictionaries(dict(
-        learning_rate=learning_rate, rho=decay, epsilon=epsilon, momentum=st.one_of(st.just(0.0), decay),
-        centered=st.booleans(), epsilon_placement=placement)), ref.rmsprop_step),
-    ka.AdaDelta: (st.fixed_dictionaries(dict(
-        learning_rate=log_uniform(1e-2, 2.0), rho=decay, epsilon=epsilon, momentum=st.one_of(st.just(0.0), decay))),
-        ref.adadelta_step),
-    ka.Adam: (st.fixed_dictionaries(dict(
-        learning_rate=learning_rate, beta_1=decay, beta_2=decay, epsilon=epsilon, amsgrad=st.booleans(),
-        bias_correction=st.booleans(), epsilon_placement=placement)), ref.adam_step),
-    ka.AdamW: (st.fixed_dictionaries(dict(
-        learning_rate=learning_rate, weight_decay=st.floats(0.0, 0.5), beta_1=decay, beta_2=decay, epsilon=epsilon,
-        amsgrad=st.booleans())), ref.adamw_step),
-    ka.Nadam: (st.fixed_dictionaries(dict(
-        learning_rate=learning_rate, beta_1=decay, beta_2=decay, epsilon=epsilon,
-        momentum_decay=st.floats(0.0, 1.0))), ref.nadam_step),
-}
-assert set(HYPERPARAMETERS) == set(ka.OPTIMIZERS.values())
+# Per class: a strategy of valid hyperparameters (tests/cases.py) and the class's reference.
+HYPERPARAMETERS = {cls: (entry.hyperparameters, BY_ID[entry.representative].reference)
+                   for cls, entry in BY_CLASS.items()}
 
 
 def _mixed(shape):

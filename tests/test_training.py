@@ -6,17 +6,10 @@ import pytest
 
 import keras_adaptive as ka
 from keras_adaptive.datasets import load_mnist
+from tests.cases import BY_CLASS
 
 # Learning rates a person would pick for this model; chance accuracy is 10%.
-SETTINGS = {
-    "SGD": dict(learning_rate=0.05, momentum=0.9),
-    "AdaGrad": dict(learning_rate=0.05),
-    "RMSProp": dict(learning_rate=1e-3),
-    "AdaDelta": dict(learning_rate=1.0),
-    "Adam": dict(learning_rate=1e-3),
-    "AdamW": dict(learning_rate=1e-3),
-    "Nadam": dict(learning_rate=1e-3),
-}
+SETTINGS = {cls.__name__: entry.train for cls, entry in BY_CLASS.items()}  # tests/cases.py
 MIN_TEST_ACCURACY = 0.85  # 2 epochs on 6,000 images; observed 0.88-0.93 (see the closing note of issue 2)
 
 
