@@ -55,3 +55,4 @@ def pytest_configure(config):
 
     reference.sign_descent_step = sign_descent_step
     reference.sign_descent_effective_lr = sign_descent_effective_lr
+    reference.EFFECTIVE_LR[sign_descent_step] = sign_descent_effective_lr
