@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 # The methods a subclass may override to change the numbers of a step.
-HOOKS = ("update_step", "step_count", "compute_dtype", "slot_names", "slot_initializer", "build_step_state")
+HOOKS = ("update_step", "step_size", "step_count", "compute_dtype", "slot_names", "slot_initializer",
+         "build_step_state", "advance_step_state")
 
 
 @dataclass(frozen=True)
