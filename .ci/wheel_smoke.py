@@ -29,5 +29,8 @@ model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(64, activation
 model.compile(optimizer=keras_adaptive.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 losses = model.fit(x, y, batch_size=64, epochs=2, verbose=0).history["loss"]
 assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
-print(f"wheel smoke: keras_adaptive {keras_adaptive.__version__} from {here}, keras {keras.__version__} "
-      f"({keras.backend.backend()}), loss {losses[0]:.3f} -> {losses[-1]:.3f}", file=sys.stderr)
+print(
+    f"wheel smoke: keras_adaptive {keras_adaptive.__version__} from {here}, keras {keras.__version__} "
+    f"({keras.backend.backend()}), loss {losses[0]:.3f} -> {losses[-1]:.3f}",
+    file=sys.stderr,
+)

@@ -49,8 +49,13 @@ import time
 import xml.etree.ElementTree as ET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFORMANCE = ["tests/test_reference.py", "tests/test_peers.py", "tests/test_fast_path.py",
-               "tests/test_precision.py", "tests/test_keras_suite.py"]
+CONFORMANCE = [
+    "tests/test_reference.py",
+    "tests/test_peers.py",
+    "tests/test_fast_path.py",
+    "tests/test_precision.py",
+    "tests/test_keras_suite.py",
+]
 OWN = "benchmarks/gpu_conformance.py"
 NATIVE = "tests/test_jax_native.py"
 DRY_K = "(adamw and not amsgrad and not float16 and not schedule) or gpu_conformance or kernel_is_built"
@@ -74,14 +79,28 @@ def download_wheels(directory: str, python_version: str = "3.12") -> int:
 
     os.makedirs(directory, exist_ok=True)
     pins = [f"{name}=={metadata.version(name)}" for name in WHEEL_PACKAGES]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
-           python_version, "--implementation", "cp", "-d", directory]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        python_version,
+        "--implementation",
+        "cp",
+        "-d",
+        directory,
+    ]
     for platform in WHEEL_PLATFORMS:
         cmd += ["--platform", platform]
     code = subprocess.run(cmd + pins).returncode
     if code == 0:
-        print(f"\nCarry {directory} (an ignored path) to the GPU machine and run:\n"
-              f"    python3 -m benchmarks.gpu --wheels {directory} --out /tmp/gpu --bundle $OUT/gpu.tar.gz")
+        print(
+            f"\nCarry {directory} (an ignored path) to the GPU machine and run:\n"
+            f"    python3 -m benchmarks.gpu --wheels {directory} --out /tmp/gpu --bundle $OUT/gpu.tar.gz"
+        )
     return code
 
 
@@ -89,8 +108,21 @@ def install_wheels(directory: str, site: str) -> str:
     wheels = sorted(glob.glob(os.path.join(directory, "*.whl")))
     if not wheels:
         raise SystemExit(f"--wheels {directory}: no .whl files there")
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-           "--no-cache-dir", "--upgrade", "--target", site, *wheels]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-index",
+        "--no-deps",
+        "--no-compile",
+        "--no-cache-dir",
+        "--upgrade",
+        "--target",
+        site,
+        *wheels,
+    ]
     log(f"installing {len(wheels)} wheels into {site}: {', '.join(os.path.basename(w) for w in wheels)}")
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -114,8 +146,9 @@ class Job:
         self._log.write("$ " + " ".join(self.cmd) + "\n")
         self._log.flush()
         self.started = time.time()
-        self.process = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.cmd, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def wait(self, deadline: float) -> None:
         try:
@@ -180,9 +213,11 @@ def backend_env(env: dict, backend: str, cuda: bool, jax_cpu: bool = False) -> d
 
 
 def detect_cuda(env: dict) -> dict:
-    code = ("import json, torch; d = {'torch_cuda': torch.cuda.is_available()}\n"
-            "if d['torch_cuda']: d['name'] = torch.cuda.get_device_name(0)\n"
-            "print(json.dumps(d))")
+    code = (
+        "import json, torch; d = {'torch_cuda': torch.cuda.is_available()}\n"
+        "if d['torch_cuda']: d['name'] = torch.cuda.get_device_name(0)\n"
+        "print(json.dumps(d))"
+    )
     try:
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
         return json.loads(done.stdout.strip().splitlines()[-1])
@@ -191,11 +226,13 @@ def detect_cuda(env: dict) -> dict:
 
 
 def preflight(env: dict) -> dict:
-    code = ("import json, importlib\nout = {}\n"
-            "for m in ('keras', 'numpy', 'torch', 'jax', 'optax', 'pytest', 'hypothesis', 'ml_dtypes', 'optree'):\n"
-            "    try:\n        out[m] = getattr(importlib.import_module(m), '__version__', '?')\n"
-            "    except Exception as e:\n        out[m] = 'MISSING: ' + repr(e)[:200]\n"
-            "print(json.dumps(out))")
+    code = (
+        "import json, importlib\nout = {}\n"
+        "for m in ('keras', 'numpy', 'torch', 'jax', 'optax', 'pytest', 'hypothesis', 'ml_dtypes', 'optree'):\n"
+        "    try:\n        out[m] = getattr(importlib.import_module(m), '__version__', '?')\n"
+        "    except Exception as e:\n        out[m] = 'MISSING: ' + repr(e)[:200]\n"
+        "print(json.dumps(out))"
+    )
     env = dict(env, KERAS_BACKEND="torch", KERAS_TORCH_DEVICE="cpu", JAX_PLATFORMS="cpu")
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     try:
@@ -274,8 +311,16 @@ def targets(derived: list, cuda: bool) -> list:
         if d["row"] == "adam" and d["size"] == "16M" and d.get("ka_x_bound") is not None:
             checks.append(("<= 1.3x bandwidth bound", d["ka_x_bound"], d["ka_x_bound"] <= 1.3))
         for what, value, met in checks:
-            out.append({"backend": d["backend"], "size": d["size"], "row": d["row"], "target": what,
-                        "value": value, "met": met})
+            out.append(
+                {
+                    "backend": d["backend"],
+                    "size": d["size"],
+                    "row": d["row"],
+                    "target": what,
+                    "value": value,
+                    "met": met,
+                }
+            )
     return out
 
 
@@ -283,15 +328,25 @@ def short_table(summary: dict, derived: list) -> str:
     lines = [f"## python -m benchmarks.gpu: {summary['mode']}", ""]
     if summary["mode"] != "cuda":
         head = "NOTHING RAN ON CUDA." if summary["mode"].startswith("the CUDA plan") else "DRY RUN on the CPU."
-        lines += [head + " Skipped, as they need CUDA: " + "; ".join(summary["skipped_needs_cuda"]) + "."
-                  + ("" if summary["mode"].startswith("the CUDA plan") else
-                     " The worker's --quick sizes stand in for the rows '16M' (2 x 256x256) and '1M' (20 x 100x50)."),
-                  ""]
+        lines += [
+            head
+            + " Skipped, as they need CUDA: "
+            + "; ".join(summary["skipped_needs_cuda"])
+            + "."
+            + (
+                ""
+                if summary["mode"].startswith("the CUDA plan")
+                else " The worker's --quick sizes stand in for the rows '16M' (2 x 256x256) and '1M' (20 x 100x50)."
+            ),
+            "",
+        ]
     lines += ["| tests | device | passed | failed | skipped | seconds |", "|---|---|---|---|---|---|"]
     for name, t in summary["tests"].items():
         state = " (timed out)" if t["timed_out"] else ""
-        lines.append(f"| {name} | {t.get('device') or '?'} | {t['passed']} | {t['failed']}{state} | {t['skipped']} | "
-                     f"{t['seconds']:.0f} |")
+        lines.append(
+            f"| {name} | {t.get('device') or '?'} | {t['passed']} | {t['failed']}{state} | {t['skipped']} | "
+            f"{t['seconds']:.0f} |"
+        )
     lines.append("")
     for name, t in summary["tests"].items():
         for fail in t["failures"][:12]:
@@ -302,34 +357,56 @@ def short_table(summary: dict, derived: list) -> str:
             lines.append(f"- ... {len(t['failures']) - 12} more in summary.json")
     apply_rows = [d for d in derived if d["bench"] == "apply"]
     if apply_rows:
-        lines += ["", "| size | optimizer | torch ms | /Keras | /best torch | x bound | path | jax ms | /Keras | /optax | x bound |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| size | optimizer | torch ms | /Keras | /best torch | x bound | path | jax ms | /Keras | /optax | x bound |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         keys = sorted({(d["size"], d["row"], d["label"]) for d in apply_rows}, key=lambda k: (k[0] != "16M", k[1]))
         by = {(d["backend"], d["size"], d["row"]): d for d in apply_rows}
         for size, row, label in keys:
             t, j = by.get(("torch", size, row), {}), by.get(("jax", size, row), {})
-            lines.append(f"| {size} | {label} | {_f(t.get('ka_ms'), 3)} | {_f(t.get('ratio_vs_keras'))} | "
-                         f"{_f(t.get('ratio_vs_best_torch'))} | {_f(t.get('ka_x_bound'))} | {t.get('torch_path') or ''} | "
-                         f"{_f(j.get('ka_ms'), 3)} | {_f(j.get('ratio_vs_keras'))} | {_f(j.get('ratio_vs_optax'))} | "
-                         f"{_f(j.get('ka_x_bound'))} |")
-        bws = {b: [d["bandwidth_GBps"] for d in apply_rows if d["backend"] == b and d.get("bandwidth_GBps")]
-               for b in BACKENDS}
+            lines.append(
+                f"| {size} | {label} | {_f(t.get('ka_ms'), 3)} | {_f(t.get('ratio_vs_keras'))} | "
+                f"{_f(t.get('ratio_vs_best_torch'))} | {_f(t.get('ka_x_bound'))} | {t.get('torch_path') or ''} | "
+                f"{_f(j.get('ka_ms'), 3)} | {_f(j.get('ratio_vs_keras'))} | {_f(j.get('ratio_vs_optax'))} | "
+                f"{_f(j.get('ka_x_bound'))} |"
+            )
+        bws = {
+            b: [d["bandwidth_GBps"] for d in apply_rows if d["backend"] == b and d.get("bandwidth_GBps")]
+            for b in BACKENDS
+        }
         lines.append("")
-        lines.append("Bandwidth (a += b, GB/s, best per group; median over groups): " + ", ".join(
-            f"{b} {sorted(v)[len(v) // 2]:.0f}" for b, v in bws.items() if v))
+        lines.append(
+            "Bandwidth (a += b, GB/s, best per group; median over groups): "
+            + ", ".join(f"{b} {sorted(v)[len(v) // 2]:.0f}" for b, v in bws.items() if v)
+        )
     fit_rows = [d for d in derived if d["bench"] == "fit"]
     if fit_rows:
-        lines += ["", "| model.fit | optimizer | torch ms/step | /Keras | jax ms/step | /Keras |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| model.fit | optimizer | torch ms/step | /Keras | jax ms/step | /Keras |",
+            "|---|---|---|---|---|---|",
+        ]
         by = {(d["backend"], d["size"], d["row"]): d for d in fit_rows}
         for size, row, label in sorted({(d["size"], d["row"], d["label"]) for d in fit_rows}):
             t, j = by.get(("torch", size, row), {}), by.get(("jax", size, row), {})
-            lines.append(f"| {size} | {label} | {_f(t.get('ka_ms'))} | {_f(t.get('ratio_vs_keras'))} | "
-                         f"{_f(j.get('ka_ms'))} | {_f(j.get('ratio_vs_keras'))} |")
+            lines.append(
+                f"| {size} | {label} | {_f(t.get('ka_ms'))} | {_f(t.get('ratio_vs_keras'))} | "
+                f"{_f(j.get('ka_ms'))} | {_f(j.get('ratio_vs_keras'))} |"
+            )
     missed = [t for t in summary["targets"] if not t["met"]]
-    lines += ["", f"Targets: {len(summary['targets']) - len(missed)} of {len(summary['targets'])} met"
-              + ("" if summary["mode"] == "cuda" else " (CPU dry run: not the GPU targets' numbers)")
-              + (": missed " + "; ".join(f"{t['backend']} {t['size']} {t['row']} {t['target']} ({t['value']:.2f})"
-                                        for t in missed) if missed else "")]
+    lines += [
+        "",
+        f"Targets: {len(summary['targets']) - len(missed)} of {len(summary['targets'])} met"
+        + ("" if summary["mode"] == "cuda" else " (CPU dry run: not the GPU targets' numbers)")
+        + (
+            ": missed "
+            + "; ".join(f"{t['backend']} {t['size']} {t['row']} {t['target']} ({t['value']:.2f})" for t in missed)
+            if missed
+            else ""
+        ),
+    ]
     for name, b in summary["bench"].items():
         state = b.get("note") or ("timed out (partial)" if b["timed_out"] else f"exit {b['code']}")
         lines.append(f"Benchmark {name}: {state} in {b['seconds']:.0f} s on {b.get('device') or '?'}")
@@ -350,14 +427,21 @@ def main(argv=None) -> int:
     parser.add_argument("--bundle", metavar="FILE", help="also write the results folder as one .tar.gz")
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--parts", default="tests,bench", help="comma-separated among tests,bench")
-    parser.add_argument("--budget", type=float, default=480.0,
-                        help="seconds for the whole check (default 480: a 15-minute lease keeps room for a rerun)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=480.0,
+        help="seconds for the whole check (default 480: a 15-minute lease keeps room for a rerun)",
+    )
     parser.add_argument("--rounds", type=int, default=10, help="worker rounds on CUDA (fit: max(5, rounds/2))")
     parser.add_argument("--rows", default=None, help="benchmark rows (benchmarks/specs.py ids; default all)")
     parser.add_argument("--no-fit", action="store_true")
-    parser.add_argument("--full-on-cpu", action="store_true",
-                        help="without CUDA, run the CUDA run's plan on the CPU (to test this script; slow unless -k "
-                             "and --rows narrow it)")
+    parser.add_argument(
+        "--full-on-cpu",
+        action="store_true",
+        help="without CUDA, run the CUDA run's plan on the CPU (to test this script; slow unless -k "
+        "and --rows narrow it)",
+    )
     parser.add_argument("-k", dest="keyword", default=None, help="pytest -k for every test process")
     args = parser.parse_args(argv)
     if args.download_wheels:
@@ -372,7 +456,10 @@ def main(argv=None) -> int:
     full = cuda or args.full_on_cpu  # the CUDA run's plan (all tests, all rows, processes at once)
     mode = "cuda" if cuda else "the CUDA plan on the CPU (--full-on-cpu)" if full else "dry run on the CPU"
     if not cuda and not args.dry_run:
-        log(f"no CUDA device ({detected}): " + ("the CUDA plan runs on the CPU" if full else "this is a dry run on the CPU"))
+        log(
+            f"no CUDA device ({detected}): "
+            + ("the CUDA plan runs on the CPU" if full else "this is a dry run on the CPU")
+        )
     stamp = time.strftime("%Y%m%d-%H%M%S") + ("" if cuda else "-cpu" if full else "-dry")
     directory = os.path.join(args.out, f"gpu-{stamp}")
     os.makedirs(os.path.join(directory, "bench"), exist_ok=True)
@@ -380,19 +467,38 @@ def main(argv=None) -> int:
     parts = set(args.parts.split(","))
     versions = preflight(env)
     log(f"mode: {mode}; backends {backends}; parts {sorted(parts)}; budget {args.budget:.0f} s; versions {versions}")
-    skipped = [] if cuda else [
-        "the conformance tests with CUDA tensors and on JAX's GPU backend (ran on the CPU"
-        + ("" if full else ", a -k subset") + ")",
-        "apply() and fit timings on a GPU (ran on the CPU" + ("" if full else ", the worker's --quick rows")
-        + ": not the GPU's numbers)",
-        "tests/test_jax_native.py beside a GPU backend",
-    ] + ([] if full else ["the TF32-off rerun of failed tests"])
+    skipped = (
+        []
+        if cuda
+        else [
+            "the conformance tests with CUDA tensors and on JAX's GPU backend (ran on the CPU"
+            + ("" if full else ", a -k subset")
+            + ")",
+            "apply() and fit timings on a GPU (ran on the CPU"
+            + ("" if full else ", the worker's --quick rows")
+            + ": not the GPU's numbers)",
+            "tests/test_jax_native.py beside a GPU backend",
+        ]
+        + ([] if full else ["the TF32-off rerun of failed tests"])
+    )
     for s in skipped:
         log(f"skipped (needs CUDA): {s}")
 
-    summary = {"mode": mode, "cuda": cuda, "detected": detected, "versions": versions, "directory": directory,
-               "command": " ".join([sys.executable, "-m", "benchmarks.gpu", *(argv if argv is not None else sys.argv[1:])]),
-               "site": site, "pythonpath": env["PYTHONPATH"], "skipped_needs_cuda": skipped, "tests": {}, "bench": {}, "targets": [], "notes": []}
+    summary = {
+        "mode": mode,
+        "cuda": cuda,
+        "detected": detected,
+        "versions": versions,
+        "directory": directory,
+        "command": " ".join([sys.executable, "-m", "benchmarks.gpu", *(argv if argv is not None else sys.argv[1:])]),
+        "site": site,
+        "pythonpath": env["PYTHONPATH"],
+        "skipped_needs_cuda": skipped,
+        "tests": {},
+        "bench": {},
+        "targets": [],
+        "notes": [],
+    }
 
     # 1. conformance tests, one pytest process per backend (and the native kernel on JAX's CPU)
     files = [f for f in CONFORMANCE if os.path.exists(os.path.join(ROOT, f))]
@@ -413,8 +519,17 @@ def main(argv=None) -> int:
                     continue  # dry run: JAX is on the CPU anyway; one JAX process runs it all
                 name, job_files = "jax", [OWN] + files + [NATIVE]
             junit_path = os.path.join(directory, f"tests-{name}.xml")
-            cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", f"--junitxml={junit_path}",
-                   *job_files]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-rfE",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={junit_path}",
+                *job_files,
+            ]
             keyword = args.keyword or (None if full else DRY_K)
             if keyword:
                 cmd += ["-k", keyword]
@@ -432,9 +547,15 @@ def main(argv=None) -> int:
             result = junit(job.junit)
             record_path = job.env["KA_GPU_RECORD"]
             record = json.load(open(record_path)) if os.path.exists(record_path) else {}
-            result.update(code=job.code, seconds=job.seconds, timed_out=job.timed_out, files=job.files,
-                          device=(record.get("environment") or {}).get("variable_device")
-                          or f"{job.env.get('KA_GPU_EXPECT_DEVICE')} (asked; not recorded)", record=record)
+            result.update(
+                code=job.code,
+                seconds=job.seconds,
+                timed_out=job.timed_out,
+                files=job.files,
+                device=(record.get("environment") or {}).get("variable_device")
+                or f"{job.env.get('KA_GPU_EXPECT_DEVICE')} (asked; not recorded)",
+                record=record,
+            )
             if job.code not in (0, None) and result["tests"] == 0:
                 result["failures"].append({"test": "(pytest)", "message": job.tail(8)})
                 result["failed"] += 1
@@ -456,18 +577,32 @@ def main(argv=None) -> int:
                 cmd.append("--no-fit")
             left = deadline - 15 - time.time()
             if left < 30:
-                summary["bench"][backend] = {"code": None, "seconds": 0.0, "timed_out": True, "device": None,
-                                             "complete": False, "note": "not run: the budget was spent"}
+                summary["bench"][backend] = {
+                    "code": None,
+                    "seconds": 0.0,
+                    "timed_out": True,
+                    "device": None,
+                    "complete": False,
+                    "note": "not run: the budget was spent",
+                }
                 log(f"bench-{backend}: not run, {left:.0f} s of the budget left")
                 continue
             share = left * (0.45 if i == 0 and len(bench_backends) > 1 else 1.0)
-            job = Job(f"bench-{backend}", cmd, backend_env(env, backend, cuda),
-                      os.path.join(directory, f"bench-{backend}.log"))
+            job = Job(
+                f"bench-{backend}",
+                cmd,
+                backend_env(env, backend, cuda),
+                os.path.join(directory, f"bench-{backend}.log"),
+            )
             run_jobs([job], time.time() + share, parallel=False)
             data = json.load(open(out)) if os.path.exists(out) else {}
-            summary["bench"][backend] = {"code": job.code, "seconds": job.seconds, "timed_out": job.timed_out,
-                                         "device": (data.get("environment") or {}).get("device"),
-                                         "complete": data.get("complete", False)}
+            summary["bench"][backend] = {
+                "code": job.code,
+                "seconds": job.seconds,
+                "timed_out": job.timed_out,
+                "device": (data.get("environment") or {}).get("device"),
+                "complete": data.get("complete", False),
+            }
             if not data:
                 summary["bench"][backend]["log_tail"] = job.tail(20)
 
@@ -478,11 +613,22 @@ def main(argv=None) -> int:
             if not failures or deadline - time.time() < 45:
                 continue
             junit_path = os.path.join(directory, f"tests-{job.name}-tf32-off.xml")
-            cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit_path}",
-                   *failures[:200]]
-            rerun_env = dict(job.env, **TF32_OFF, KA_GPU_RECORD=os.path.join(directory, f"device-{job.name}-tf32-off.json"))
-            rerun = Job(f"{job.name}-tf32-off", cmd, rerun_env,
-                        os.path.join(directory, f"tests-{job.name}-tf32-off.log"))
+            cmd = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={junit_path}",
+                *failures[:200],
+            ]
+            rerun_env = dict(
+                job.env, **TF32_OFF, KA_GPU_RECORD=os.path.join(directory, f"device-{job.name}-tf32-off.json")
+            )
+            rerun = Job(
+                f"{job.name}-tf32-off", cmd, rerun_env, os.path.join(directory, f"tests-{job.name}-tf32-off.log")
+            )
             run_jobs([rerun], deadline - 15, parallel=False)
             again = junit(junit_path)
             failed_again = {f["test"] for f in again["failures"]}
@@ -498,8 +644,10 @@ def main(argv=None) -> int:
     summary["seconds"] = time.time() - start
     table = short_table(summary, derived)
     with open(os.path.join(directory, "table.md"), "w") as f:
-        f.write(f"Command: `{summary['command']}`\n\n{table}\n\n## Full tables (benchmarks/report.py)\n\n"
-                f"{report.markdown(runs) if runs else '(no benchmark ran)'}\n")
+        f.write(
+            f"Command: `{summary['command']}`\n\n{table}\n\n## Full tables (benchmarks/report.py)\n\n"
+            f"{report.markdown(runs) if runs else '(no benchmark ran)'}\n"
+        )
     if runs:
         report.write_csv(runs, os.path.join(directory, "results.csv"))
     with open(os.path.join(directory, "summary.json"), "w") as f:

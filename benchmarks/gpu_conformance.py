@@ -61,21 +61,27 @@ def test_weights_live_on_the_expected_device():
         import torch
         from keras.src.backend.torch import core
 
-        info.update(torch=torch.__version__, keras_default_device=str(core.DEFAULT_DEVICE),
-                    cuda_available=torch.cuda.is_available(),
-                    # TF32 in matmuls/convolutions: optimizer steps have none, model.fit tests do.
-                    matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
-                    cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
-                    float32_matmul_precision=torch.get_float32_matmul_precision())
+        info.update(
+            torch=torch.__version__,
+            keras_default_device=str(core.DEFAULT_DEVICE),
+            cuda_available=torch.cuda.is_available(),
+            # TF32 in matmuls/convolutions: optimizer steps have none, model.fit tests do.
+            matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+            cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+            float32_matmul_precision=torch.get_float32_matmul_precision(),
+        )
         if torch.cuda.is_available():
             info["cuda_device"] = torch.cuda.get_device_name(0)
             info["cuda_capability"] = list(torch.cuda.get_device_capability(0))
     if BACKEND == "jax":
         import jax
 
-        info.update(jax=jax.__version__, default_backend=jax.default_backend(),
-                    devices=[str(d) for d in jax.devices()],
-                    default_matmul_precision=str(jax.config.jax_default_matmul_precision))
+        info.update(
+            jax=jax.__version__,
+            default_backend=jax.default_backend(),
+            devices=[str(d) for d in jax.devices()],
+            default_matmul_precision=str(jax.config.jax_default_matmul_precision),
+        )
         kinds = {getattr(d, "device_kind", "") for d in jax.devices()}
         info["device_kind"] = sorted(kinds)
     info["NVIDIA_TF32_OVERRIDE"] = os.environ.get("NVIDIA_TF32_OVERRIDE")
@@ -87,9 +93,16 @@ def test_weights_live_on_the_expected_device():
 # --- torch: which kernel each optimizer takes on this device, and with what arguments ------------
 
 EXPECTED_TORCH_PATH = {
-    "sgd": "fused_sgd", "adagrad": "fused_adagrad", "rmsprop": "foreach_rmsprop", "adadelta": "foreach_adadelta",
-    "adam": "fused_adamw", "adamw": "fused_adamw", "nadam": "foreach_nadam", "adam_amsgrad": "fused_adamw",
-    "adagrad_inside": "multi_tensor", "rmsprop_inside": "multi_tensor",
+    "sgd": "fused_sgd",
+    "adagrad": "fused_adagrad",
+    "rmsprop": "foreach_rmsprop",
+    "adadelta": "foreach_adadelta",
+    "adam": "fused_adamw",
+    "adamw": "fused_adamw",
+    "nadam": "foreach_nadam",
+    "adam_amsgrad": "fused_adamw",
+    "adagrad_inside": "multi_tensor",
+    "rmsprop_inside": "multi_tensor",
 }
 FUSED = ("_fused_adamw_", "_fused_adagrad_", "_fused_sgd_")
 
@@ -121,9 +134,11 @@ def fused_argument_devices(monkeypatch):
         from keras_adaptive import _compat
 
         lookup = _compat.torch_kernel
-        monkeypatch.setattr(_compat, "torch_kernel",
-                            lambda name: wrap(name, lookup(name)) if name.startswith("fused_") and lookup(name) else
-                            lookup(name))
+        monkeypatch.setattr(
+            _compat,
+            "torch_kernel",
+            lambda name: wrap(name, lookup(name)) if name.startswith("fused_") and lookup(name) else lookup(name),
+        )
     except (ImportError, AttributeError):  # or called as torch._fused_*_ directly
         for name in FUSED:
             monkeypatch.setattr(torch, name, wrap(name, getattr(torch, name)))
@@ -178,10 +193,19 @@ def test_jax_native_kernel_only_on_the_cpu_backend():
     variables = [keras.Variable(np.ones((256, 256), "float32"))]
     optimizer.build(variables)
     grads = [keras.ops.ones((256, 256))]
-    text = jax.jit(optimizer.stateless_apply).lower([v.value for v in optimizer.variables], grads,
-                                                    [v.value for v in variables]).as_text()
-    _record("jax_native", {"default_backend": jax.default_backend(), "taken": taken,
-                           "kernel_in_compiled_step": jax_native.TARGET in text})
+    text = (
+        jax.jit(optimizer.stateless_apply)
+        .lower([v.value for v in optimizer.variables], grads, [v.value for v in variables])
+        .as_text()
+    )
+    _record(
+        "jax_native",
+        {
+            "default_backend": jax.default_backend(),
+            "taken": taken,
+            "kernel_in_compiled_step": jax_native.TARGET in text,
+        },
+    )
     if jax.default_backend() == "cpu":
         assert taken == jax_native.available()
     else:
@@ -250,6 +274,5 @@ def test_bfloat16_check_is_sensitive():
     case = BY_ID["sgd"]
     got_w, _ = run_keras(case.make(learning_rate=2 * case.kwargs["learning_rate"]), problem, dtype="bfloat16")
     want_w, _ = run_reference(case, problem)
-    over = [np.max(np.abs(g - w)) / (steps * BF16_ULP / 2 * (np.max(np.abs(w)) + 1e-3))
-            for g, w in zip(got_w, want_w)]
+    over = [np.max(np.abs(g - w)) / (steps * BF16_ULP / 2 * (np.max(np.abs(w)) + 1e-3)) for g, w in zip(got_w, want_w)]
     assert max(over) > 1.0, over

@@ -15,7 +15,6 @@ bandwidth the bound uses. Each record says which device it ran on (`device`).
 
 from __future__ import annotations
 
-import os
 import sys
 
 from benchmarks import worker as w
@@ -132,6 +131,7 @@ def optax_contender(spec: str, weights_np, grads_np):
 def bandwidth_contenders(n: int) -> list:
     probes = _bandwidth_contenders(n)
     if w.BACKEND == "torch":
+
         def native_probe():
             import torch
 
@@ -143,8 +143,10 @@ def bandwidth_contenders(n: int) -> list:
 
             return step
 
-        probes = [p if p.impl != "bandwidth_native" else w.Contender(p.impl, native_probe, bytes_per_step=12 * n)
-                  for p in probes]
+        probes = [
+            p if p.impl != "bandwidth_native" else w.Contender(p.impl, native_probe, bytes_per_step=12 * n)
+            for p in probes
+        ]
     if on_cuda():
         probes = [p for p in probes if p.impl != "bandwidth_numpy"]
     for p in probes:

@@ -23,11 +23,17 @@ import re
 import socket
 import statistics
 import tempfile
-import threading
 import time
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _serve(results: str):
@@ -148,8 +154,10 @@ def lag(args) -> None:
     demo.close()
     total = args.epochs * args.steps_per_epoch
     q = statistics.quantiles(lag_s, n=20) if len(lag_s) > 20 else [max(lag_s or [0])] * 19
-    print(f"lag on a 0.1 s grid ({len(lag_s)} points ({args.optimizers} optimizers x {total} steps on "
-          f"{args.backend}{', a second session training' if args.second_session else ''}):")
+    print(
+        f"lag on a 0.1 s grid ({len(lag_s)} points ({args.optimizers} optimizers x {total} steps on "
+        f"{args.backend}{', a second session training' if args.second_session else ''}):"
+    )
     print(f"  seconds: median {statistics.median(lag_s):.2f}, 95th percentile {q[18]:.2f}, max {max(lag_s):.2f}")
     if args.verbose:
         for (at, shown), seconds, steps_behind in list(zip(where, lag_s, lag_steps)):
@@ -157,8 +165,10 @@ def lag(args) -> None:
         print(f"  the worker's last message at {walls[-1] - walls[0]:.2f} s (step {steps[-1]})")
     worst = max(range(len(lag_s)), key=lag_s.__getitem__)
     print(f"  the largest at {where[worst][0]:.1f} s into the run, step {where[worst][1]} shown")
-    print(f"  steps:   median {statistics.median(lag_steps):.0f}, max {max(lag_steps)}"
-          f" (worker rate {total / (walls[-1] - walls[0]):.0f} steps/s)")
+    print(
+        f"  steps:   median {statistics.median(lag_steps):.0f}, max {max(lag_steps)}"
+        f" (worker rate {total / (walls[-1] - walls[0]):.0f} steps/s)"
+    )
 
 
 _TITLE = "() => { const gd = document.querySelector('#plot .js-plotly-plot'); return gd && gd.layout && gd.layout.title ? gd.layout.title.text || '' : ''; }"
@@ -199,10 +209,13 @@ def first_curve(args) -> None:
                 if k:
                     time.sleep(args.idle)
                 times.append(_train_until(p, _NEW_CURVE))
-                p.wait_for_function("() => document.querySelector('#status').innerText.includes('Finished')",
-                                    timeout=120_000)
-            print(f"{backend}: Train to first curve {times[0]:.1f} s (right after choosing the backend), "
-                  f"{times[1]:.1f} s (again after {args.idle:g} s)")
+                p.wait_for_function(
+                    "() => document.querySelector('#status').innerText.includes('Finished')", timeout=120_000
+                )
+            print(
+                f"{backend}: Train to first curve {times[0]:.1f} s (right after choosing the backend), "
+                f"{times[1]:.1f} s (again after {args.idle:g} s)"
+            )
         # 2-D: change a learning rate, press Train, see the new paths drawn to the end.
         _choose(p, "task", "quadratic")
         _fill(p, "steps-2d", 300)
@@ -210,8 +223,10 @@ def first_curve(args) -> None:
             time.sleep(args.idle)
             _fill(p, "opt1-learning_rate", lr)
             seconds = _train_until(p, _NEW_FINISHED)
-            print(f"2-D quadratic on {args.backends.split(',')[-1]}, 300 steps, learning rate {lr}: "
-                  f"Train to the finished paths {seconds:.1f} s")
+            print(
+                f"2-D quadratic on {args.backends.split(',')[-1]}, 300 steps, learning rate {lr}: "
+                f"Train to the finished paths {seconds:.1f} s"
+            )
         browser.close()
     demo.close()
 

@@ -31,8 +31,9 @@ MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": 
 
 def busy_processes(limit: int = 6) -> list:
     try:
-        out = subprocess.run(["ps", "-eo", "pid,pcpu,etimes,comm,args", "--sort=-pcpu"], capture_output=True,
-                             text=True, timeout=10).stdout.splitlines()
+        out = subprocess.run(
+            ["ps", "-eo", "pid,pcpu,etimes,comm,args", "--sort=-pcpu"], capture_output=True, text=True, timeout=10
+        ).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return []
     mine = {str(os.getpid())}
@@ -71,10 +72,16 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--no-fit", action="store_true")
     parser.add_argument("--no-apply", action="store_true")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="intra-op threads for torch and TF (default: theirs, = CPU count)")
-    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
-                        help="before each backend, wait up to this long for the CPUs to be 90%% idle")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="intra-op threads for torch and TF (default: theirs, = CPU count)"
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each backend, wait up to this long for the CPUs to be 90%% idle",
+    )
     parser.add_argument("--malloc-tuned", action="store_true", help=f"run the workers with {MALLOC_TUNED}")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     args = parser.parse_args(argv)
@@ -99,8 +106,11 @@ def main(argv=None) -> int:
         idle = wait_quiet(args.wait_quiet) if args.wait_quiet else cpu_idle_share(1.0)
         with open("/proc/loadavg") as f:
             load = f.read().split()[:3]
-        context["backends"][backend] = {"loadavg_before": load, "idle_share_before": idle,
-                                        "busy_before": busy_processes()}
+        context["backends"][backend] = {
+            "loadavg_before": load,
+            "idle_share_before": idle,
+            "busy_before": busy_processes(),
+        }
         print(f"== {backend}: load {' '.join(load)}", file=sys.stderr, flush=True)
         start = time.time()
         code = subprocess.run(cmd, env=env, cwd=ROOT).returncode

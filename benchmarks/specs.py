@@ -15,7 +15,6 @@ so this module imports nothing heavy and `run.py` can read it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class Row:
     label: str
     keras_adaptive: str  # expression with `ka` = keras_adaptive
     keras: str  # expression with `keras`
-    optax: Optional[str]  # expression with `optax`
+    optax: str | None  # expression with `optax`
     main: bool = True  # one of the seven optimizers (False: a variant)
 
 
@@ -116,7 +115,7 @@ FIT_ROWS = ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "nadam")
 QUICK_FIT_ROWS = ("adam",)
 
 
-def rows(quick: bool, only: Optional[list] = None) -> list:
+def rows(quick: bool, only: list | None = None) -> list:
     wanted = only or (QUICK_ROWS if quick else [r.id for r in ROWS])
     return [r for r in ROWS if r.id in wanted]
 

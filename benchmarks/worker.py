@@ -115,7 +115,7 @@ def time_group(contenders: list, rounds: int, steps: int, warmup: int = 2) -> No
         for _ in range(warmup):
             c.step()
     for r in range(rounds):
-        order = contenders[r % len(contenders):] + contenders[: r % len(contenders)]
+        order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
         for c in order:
             faults, jiffies = minor_faults(), cpu_jiffies()
             start = time.perf_counter()
@@ -204,6 +204,7 @@ def keras_contender(impl: str, factory: str, weights_np, grads_np):
                 "opt": [jnp.array(v.value) for v in optimizer.variables],
                 "train": [jnp.array(v.value) for v in variables],
             }
+
             # Arguments in the order of the results, as Keras' JAX trainer passes its state: JAX pairs
             # each result with the first unused donated argument of its shape, so `stateless_apply`'s own
             # order (optimizer variables first, weights returned first) would alias every weight to a
@@ -339,6 +340,7 @@ def bandwidth_contenders(n: int) -> list:
 
         a = tf.Variable(tf.ones(n))
         b = tf.ones(n)
+
         @tf.function(jit_compile=True)
         def add():
             a.assign_add(b)
@@ -377,8 +379,15 @@ def bench_apply(rows, sizes, rounds, steps, log, records=None, save=lambda: None
             log(f"apply {size_name} {row.id}: {', '.join(c.impl for c in group)}")
             time_group(group, rounds, steps)
             for c in group:
-                rec = {"bench": "apply", "size": size_name, "row": row.id, "label": row.label, "params": n,
-                       "tensors": count, **summary(c)}
+                rec = {
+                    "bench": "apply",
+                    "size": size_name,
+                    "row": row.id,
+                    "label": row.label,
+                    "params": n,
+                    "tensors": count,
+                    **summary(c),
+                }
                 rec["peak_extra_bytes"] = peak_extra_bytes(c.step)
                 if c.bytes_per_step:
                     rec["bandwidth_GBps"] = c.bytes_per_step / (rec["median_ms"] * 1e-3) / 1e9
@@ -395,7 +404,7 @@ def _mnist(steps: int, batch: int):
 
     data = load_mnist(download=False)
     n = steps * batch
-    x = (data.x_train[:n].astype("float32") / 255.0)
+    x = data.x_train[:n].astype("float32") / 255.0
     return x, data.y_train[:n].astype("int32")
 
 
@@ -452,8 +461,10 @@ def bench_fit(row_ids, models, rounds, steps, batch, log, records=None, save=lam
     for kind in models:
         for row_id in row_ids:
             row = specs.row(row_id)
-            group = [fit_contender("keras_adaptive", row.keras_adaptive, kind, x, y, batch, steps),
-                     fit_contender("keras", row.keras, kind, x, y, batch, steps)]
+            group = [
+                fit_contender("keras_adaptive", row.keras_adaptive, kind, x, y, batch, steps),
+                fit_contender("keras", row.keras, kind, x, y, batch, steps),
+            ]
             # Time the epochs themselves (from the callback), not fit()'s setup.
             for c in group:
                 start = time.perf_counter()
@@ -462,17 +473,26 @@ def bench_fit(row_ids, models, rounds, steps, batch, log, records=None, save=lam
                 c.first_call_ms = (time.perf_counter() - start) * 1e3
                 c.step()
             for r in range(rounds):
-                for c in group[r % 2:] + group[: r % 2]:
+                for c in group[r % 2 :] + group[: r % 2]:
                     jiffies = cpu_jiffies()
                     c.times.append(c.step() * 1e3 / steps)
                     c.faults.append(0)
                     c.others.append(others_cpu(jiffies, cpu_jiffies()))
             for c in group:
-                rec = {"bench": "fit", "size": kind, "row": row.id, "label": row.label, "batch": batch,
-                       "steps_per_epoch": steps, **summary(c)}
+                rec = {
+                    "bench": "fit",
+                    "size": kind,
+                    "row": row.id,
+                    "label": row.label,
+                    "batch": batch,
+                    "steps_per_epoch": steps,
+                    **summary(c),
+                }
                 rec.pop("minor_faults_per_step")
                 records.append(rec)
-                log(f"fit {kind} {row.id} {c.impl:16s} {rec['median_ms']:8.3f} ms/step  first {rec['first_call_ms']:8.0f} ms")
+                log(
+                    f"fit {kind} {row.id} {c.impl:16s} {rec['median_ms']:8.3f} ms/step  first {rec['first_call_ms']:8.0f} ms"
+                )
             save()
             del group
             gc.collect()
@@ -493,7 +513,7 @@ def environment(threads=None) -> dict:
     }
     try:
         with open("/proc/cpuinfo") as f:
-            info["cpu"] = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), None)
+            info["cpu"] = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
     except OSError:
         pass
     if BACKEND == "torch":
@@ -566,8 +586,16 @@ def main(argv=None) -> None:
         bench_apply(rows, sizes, rounds, 1 if quick else 3, log, result["records"], save)
     if not args.no_fit:
         fit_rows = specs.QUICK_FIT_ROWS if quick else [r for r in specs.FIT_ROWS if not args.rows or r in args.rows]
-        bench_fit(fit_rows, specs.QUICK_FIT_MODELS if quick else specs.FIT_MODELS, 1 if quick else max(5, rounds // 2),
-                  2 if quick else 20, 128, log, result["records"], save)
+        bench_fit(
+            fit_rows,
+            specs.QUICK_FIT_MODELS if quick else specs.FIT_MODELS,
+            1 if quick else max(5, rounds // 2),
+            2 if quick else 20,
+            128,
+            log,
+            result["records"],
+            save,
+        )
     result["complete"] = True
     save()
 

@@ -23,7 +23,9 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def add_mnist_arguments(p: argparse.ArgumentParser, train_size: int = 6000) -> None:
-    p.add_argument("--mnist", default=None, help="path of a full MNIST .npz (default: Keras' cache, else the shipped sample)")
+    p.add_argument(
+        "--mnist", default=None, help="path of a full MNIST .npz (default: Keras' cache, else the shipped sample)"
+    )
     p.add_argument(
         "--train-size",
         type=int,
@@ -124,9 +126,7 @@ def fit_with_batch_losses(model, x, y, batch_size: int, epochs: int, callbacks=(
     recorder = batch_loss_callback()
     recorder._batch_size = batch_size
     start = time.perf_counter()
-    model.fit(
-        x[:n], y[:n], batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[recorder, *callbacks], **kwargs
-    )
+    model.fit(x[:n], y[:n], batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[recorder, *callbacks], **kwargs)
     return np.array(recorder.losses), time.perf_counter() - start
 
 

@@ -13,9 +13,8 @@ stays near sqrt(eps)/sqrt(eps) = 1: the first layer's median sits there.
 
 from __future__ import annotations
 
-import numpy as np
-
 import _common
+import numpy as np
 
 
 def main():
@@ -42,8 +41,10 @@ def main():
         losses, seconds = _common.fit_with_batch_losses(model, x, y, 128, epochs, callbacks=[monitor], shuffle=False)
         loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
         results[name] = (losses, accuracy, monitor)
-        print(f"  {name:48s} final train loss {np.mean(losses[-20:]):.3f}  test loss {loss:.3f}  "
-              f"test accuracy {accuracy:.3f}  [{seconds:.1f} s]")
+        print(
+            f"  {name:48s} final train loss {np.mean(losses[-20:]):.3f}  test loss {loss:.3f}  "
+            f"test accuracy {accuracy:.3f}  [{seconds:.1f} s]"
+        )
 
     plt = _common.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
@@ -53,13 +54,18 @@ def main():
         axes[0].plot(_common.smooth(losses), color=color, label=f"{name}: test acc {accuracy:.3f}")
         for ax, layer in zip(axes[1:], ["dense_0/kernel", "logits/kernel"]):
             steps, median = monitor.series(layer, "elr_p50")
-            ax.fill_between(steps, monitor.series(layer, "elr_p10")[1], monitor.series(layer, "elr_p90")[1],
-                            color=color, alpha=0.15)
+            ax.fill_between(
+                steps, monitor.series(layer, "elr_p10")[1], monitor.series(layer, "elr_p90")[1], color=color, alpha=0.15
+            )
             ax.plot(steps, median, color=color, label=name)
     axes[0].set(xlabel="step", ylabel="training loss per batch (EMA 0.9)", yscale="log", title="loss")
     for ax, layer in zip(axes[1:], ["dense_0/kernel", "logits/kernel"]):
-        ax.set(xlabel="step", ylabel="effective learning rate sqrt(s+eps)/sqrt(r+eps)", yscale="log",
-               title=f"{layer}: median, 10-90% band")
+        ax.set(
+            xlabel="step",
+            ylabel="effective learning rate sqrt(s+eps)/sqrt(r+eps)",
+            yscale="log",
+            title=f"{layer}: median, 10-90% band",
+        )
     for ax in axes:
         ax.legend(fontsize=8)
     fig.suptitle(f"AdaDelta with and without momentum, MNIST MLP ({_common.backend_name()} backend)")

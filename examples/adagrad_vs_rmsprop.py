@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 import _common
+import numpy as np
 
 
 def main():
@@ -78,8 +77,10 @@ def main():
     for name, (monitor, _, _) in results.items():
         steps, median = monitor.series("dense_0/kernel", "elr_p50")
         half = len(median) // 2
-        print(f"  {name}: {median[0]:.3g} at step {steps[0]} -> {median[-1]:.3g} at step {steps[-1]} "
-              f"(x{median[-1] / median[0]:.2f}; over the second half x{median[-1] / median[half]:.2f})")
+        print(
+            f"  {name}: {median[0]:.3g} at step {steps[0]} -> {median[-1]:.3g} at step {steps[-1]} "
+            f"(x{median[-1] / median[0]:.2f}; over the second half x{median[-1] / median[half]:.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,8 @@ should track bias-corrected Adam (one seed). The script prints what it found.
 
 from __future__ import annotations
 
-import numpy as np
-
 import _common
+import numpy as np
 
 BETAS = [(0.9, 0.999), (0.95, 0.95)]
 LEARNING_RATE = 2e-3
@@ -80,8 +79,9 @@ def main():
     x, y, x_test, y_test, source = _common.load_mnist(args, train_size=train_size)
     betas_list = BETAS[:1] if args.short else BETAS  # --short: one pair, five fits
     total = (len(x) // BATCH) * epochs
-    print(f"{source}; {len(x)} images, {epochs} epochs = {total} steps, {seeds} seed(s), "
-          f"backend {_common.backend_name()}")
+    print(
+        f"{source}; {len(x)} images, {epochs} epochs = {total} steps, {seeds} seed(s), backend {_common.backend_name()}"
+    )
 
     # results[(betas, arm)] = list over seeds of (per-step losses, test loss, test accuracy)
     results: dict = {}
@@ -94,10 +94,12 @@ def main():
                 test_loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
                 results.setdefault((betas, name), []).append((losses, test_loss, accuracy))
             runs = results[(betas, name)]
-            print(f"  betas {betas}, {name:46s} early loss (steps 1-30) "
-                  f"{np.mean([r[0][:30].mean() for r in runs]):.3f}  final train loss "
-                  f"{np.mean([r[0][-20:].mean() for r in runs]):.3f}  test loss {np.mean([r[1] for r in runs]):.3f}  "
-                  f"test acc {np.mean([r[2] for r in runs]):.3f}  [{seconds:.1f} s/run]")
+            print(
+                f"  betas {betas}, {name:46s} early loss (steps 1-30) "
+                f"{np.mean([r[0][:30].mean() for r in runs]):.3f}  final train loss "
+                f"{np.mean([r[0][-20:].mean() for r in runs]):.3f}  test loss {np.mean([r[1] for r in runs]):.3f}  "
+                f"test acc {np.mean([r[2] for r in runs]):.3f}  [{seconds:.1f} s/run]"
+            )
 
     plt = _common.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(18, 5))
@@ -106,13 +108,22 @@ def main():
             runs = results[(betas, name)]
             mean_losses = np.mean([r[0] for r in runs], axis=0)
             color, style = STYLE[name]
-            ax.plot(_common.smooth(mean_losses), style, color=color, lw=1.6,
-                    label=f"{name}: final {np.mean([r[0][-20:].mean() for r in runs]):.3f}, "
-                    f"test acc {np.mean([r[2] for r in runs]):.3f}")
-        ax.set(xlabel="step", ylabel=f"training loss per batch (EMA 0.9, mean of {seeds} seed(s))",
-               yscale="log", title=f"Adam, (beta_1, beta_2) = {betas}, lr {LEARNING_RATE:g} cosine")
+            ax.plot(
+                _common.smooth(mean_losses),
+                style,
+                color=color,
+                lw=1.6,
+                label=f"{name}: final {np.mean([r[0][-20:].mean() for r in runs]):.3f}, "
+                f"test acc {np.mean([r[2] for r in runs]):.3f}",
+            )
+        ax.set(
+            xlabel="step",
+            ylabel=f"training loss per batch (EMA 0.9, mean of {seeds} seed(s))",
+            yscale="log",
+            title=f"Adam, (beta_1, beta_2) = {betas}, lr {LEARNING_RATE:g} cosine",
+        )
         ax.legend(fontsize=7.5)
-    for ax in axes[len(betas_list):2]:
+    for ax in axes[len(betas_list) : 2]:
         ax.axis("off")
     t = np.arange(1, 20001)
     for betas, color in zip(BETAS, ["tab:purple", "tab:green"]):
@@ -120,8 +131,13 @@ def main():
         axes[2].plot(t, rho, color=color, label=f"rho(t), betas {betas}")
     axes[2].axhline(1, color="grey", lw=0.8)
     axes[2].axvline(total, color="k", ls=":", lw=1, label=f"end of these runs (t = {total})")
-    axes[2].set(xscale="log", yscale="log", xlabel="update t", ylabel="sqrt(1 - beta_2^t) / (1 - beta_1^t)",
-                title="the bias-correction factor: bias-corrected lr / uncorrected lr")
+    axes[2].set(
+        xscale="log",
+        yscale="log",
+        xlabel="update t",
+        ylabel="sqrt(1 - beta_2^t) / (1 - beta_1^t)",
+        title="the bias-correction factor: bias-corrected lr / uncorrected lr",
+    )
     axes[2].legend(fontsize=8)
     fig.suptitle(f"Bias correction in Adam, MNIST MLP ({_common.backend_name()} backend)")
     fig.tight_layout()
@@ -140,18 +156,26 @@ def main():
             if seeds > 1 and abs(without - with_bc) <= spread:
                 verdict = "no difference beyond seed noise"
             else:
-                verdict = f"dropping bias correction {'raised' if without > with_bc else 'lowered'} it " \
-                          f"x{without / with_bc:.2f}" + ("" if seeds > 1 else " (one seed: noise unknown)")
-            print(f"  betas {betas}, {warmup:9s}: with bias correction {with_bc:.4f}, without {without:.4f} "
-                  f"(spread {spread:.4f}): {verdict}")
+                verdict = (
+                    f"dropping bias correction {'raised' if without > with_bc else 'lowered'} it "
+                    f"x{without / with_bc:.2f}" + ("" if seeds > 1 else " (one seed: noise unknown)")
+                )
+            print(
+                f"  betas {betas}, {warmup:9s}: with bias correction {with_bc:.4f}, without {without:.4f} "
+                f"(spread {spread:.4f}): {verdict}"
+            )
         wrapped = np.mean(final(betas, "no bias correction x BiasCorrection schedule"))
-        print(f"  betas {betas}: Adam(bias_correction=False) with the BiasCorrection schedule: {wrapped:.4f} "
-              f"(seed {args.seed}) vs bias-corrected {final(betas, 'bias correction, no warmup')[0]:.4f} (same seed)")
+        print(
+            f"  betas {betas}: Adam(bias_correction=False) with the BiasCorrection schedule: {wrapped:.4f} "
+            f"(seed {args.seed}) vs bias-corrected {final(betas, 'bias correction, no warmup')[0]:.4f} (same seed)"
+        )
     rho_end = np.sqrt(1 - BETAS[0][1] ** total) / (1 - BETAS[0][0] ** total)
-    print(f"Note: with (0.9, 0.999) the factor is still {rho_end:.2f} at the last of these {total} steps, so over "
-          f"this whole run bias correction is a smaller learning rate; with (0.95, 0.95) it is a boost over the "
-          f"first ~50 steps only. One learning rate for all arms: a tuned rate per arm may close the gaps "
-          f"(Laing and Orvieto's claim is about tuned settings).")
+    print(
+        f"Note: with (0.9, 0.999) the factor is still {rho_end:.2f} at the last of these {total} steps, so over "
+        f"this whole run bias correction is a smaller learning rate; with (0.95, 0.95) it is a boost over the "
+        f"first ~50 steps only. One learning rate for all arms: a tuned rate per arm may close the gaps "
+        f"(Laing and Orvieto's claim is about tuned settings)."
+    )
 
 
 if __name__ == "__main__":

@@ -11,9 +11,8 @@ compares typical behaviour, not each method's best.
 
 from __future__ import annotations
 
-import numpy as np
-
 import _common
+import numpy as np
 
 
 def main():
@@ -32,8 +31,10 @@ def main():
         losses, seconds = _common.fit_with_batch_losses(model, x, y, 128, epochs, shuffle=False)
         loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
         results[name] = (losses, accuracy, optimizer.learning_rate)
-        print(f"  {name:9s} lr {float(optimizer.learning_rate):<6g} final train loss {np.mean(losses[-20:]):.3f}  "
-              f"test loss {loss:.3f}  test accuracy {accuracy:.3f}  [{seconds:.1f} s]")
+        print(
+            f"  {name:9s} lr {float(optimizer.learning_rate):<6g} final train loss {np.mean(losses[-20:]):.3f}  "
+            f"test loss {loss:.3f}  test accuracy {accuracy:.3f}  [{seconds:.1f} s]"
+        )
 
     plt = _common.pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -42,8 +43,12 @@ def main():
     steps_per_epoch = len(x) // 128
     for epoch in range(1, epochs):
         ax.axvline(epoch * steps_per_epoch, color="grey", lw=0.5, ls=":")
-    ax.set(xlabel="step (dotted: epoch boundaries)", ylabel="training loss per batch (EMA 0.9)", yscale="log",
-           title=f"MNIST MLP 784-256-256-10, batch 128, {len(x)} images ({_common.backend_name()} backend)")
+    ax.set(
+        xlabel="step (dotted: epoch boundaries)",
+        ylabel="training loss per batch (EMA 0.9)",
+        yscale="log",
+        title=f"MNIST MLP 784-256-256-10, batch 128, {len(x)} images ({_common.backend_name()} backend)",
+    )
     ax.legend(fontsize=8)
     _common.save(fig, args, "mnist_optimizers.png")
     best = max(results, key=lambda k: results[k][1])

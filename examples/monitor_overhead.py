@@ -29,9 +29,8 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 import _common
+import numpy as np
 
 
 def measure(args):
@@ -75,7 +74,7 @@ def measure(args):
     names = list(setups)
     for i in range(args.rounds * args.epochs):
         # The order rotates from round to round, so that no configuration always follows another.
-        for name in names[i % len(names):] + names[: i % len(names)]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             callbacks = setups[name]
             model.fit(x, y, batch_size=128, epochs=1, verbose=0, callbacks=callbacks)
             wall, cpu = timer.times.pop()
@@ -110,17 +109,26 @@ def median_interval(ratios: np.ndarray, draws: int = 2000) -> list[float]:
 
 def report(result) -> None:
     cpu_base = result["cpu_ms_per_step"]["none"]
-    print(f"{result['backend']}: {result['steps_per_epoch']} steps/epoch, {result['source']}; "
-          f"load average at the end {result['load_average']:.1f}")
+    print(
+        f"{result['backend']}: {result['steps_per_epoch']} steps/epoch, {result['source']}; "
+        f"load average at the end {result['load_average']:.1f}"
+    )
     for name, ms in result["ms_per_step"].items():
         cpu = result["cpu_ms_per_step"][name]
         low, median, high = result["overhead_quartiles"][name]
         ci_low, ci_high = result["overhead_median_ci95"][name]
-        overhead = "" if name == "none" else (
-            f"  overhead {median:+.1f}% wall (95% interval {ci_low:+.1f}%, {ci_high:+.1f}%; quartiles "
-            f"{low:+.1f}%, {high:+.1f}%), {100 * (cpu / cpu_base - 1):+.1f}% CPU")
-        print(f"  {name:18s} {ms:7.3f} ms/step wall, {cpu:7.3f} ms/step CPU (medians){overhead}   "
-              f"first epoch {result['first_epoch_s'][name]:.2f} s")
+        overhead = (
+            ""
+            if name == "none"
+            else (
+                f"  overhead {median:+.1f}% wall (95% interval {ci_low:+.1f}%, {ci_high:+.1f}%; quartiles "
+                f"{low:+.1f}%, {high:+.1f}%), {100 * (cpu / cpu_base - 1):+.1f}% CPU"
+            )
+        )
+        print(
+            f"  {name:18s} {ms:7.3f} ms/step wall, {cpu:7.3f} ms/step CPU (medians){overhead}   "
+            f"first epoch {result['first_epoch_s'][name]:.2f} s"
+        )
 
 
 def main():
@@ -129,8 +137,12 @@ def main():
     p.add_argument("--epochs", type=int, default=4, help="timed epochs per round and configuration")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--backends", default=None, help="comma-separated: run each in its own process")
-    p.add_argument("--torch-threads", type=int, default=None,
-                   help="torch.set_num_threads(n) first (on a busy machine 2 OpenMP threads slow torch 10x)")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads(n) first (on a busy machine 2 OpenMP threads slow torch 10x)",
+    )
     p.add_argument("--json", default=None, help=argparse_json_help())
     args = p.parse_args()
     if args.short:
@@ -144,8 +156,20 @@ def main():
         results = []
         for backend in args.backends.split(","):
             out = os.path.join(args.out, f"monitor_overhead_{backend}.json")
-            command = [sys.executable, os.path.abspath(__file__), "--json", out, "--out", args.out,
-                       "--epochs", str(args.epochs), "--rounds", str(args.rounds), "--train-size", str(args.train_size)]
+            command = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--json",
+                out,
+                "--out",
+                args.out,
+                "--epochs",
+                str(args.epochs),
+                "--rounds",
+                str(args.rounds),
+                "--train-size",
+                str(args.train_size),
+            ]
             command += ["--mnist", args.mnist] if args.mnist else []
             command += ["--torch-threads", str(args.torch_threads)] if args.torch_threads else []
             subprocess.run(command, check=True, env={**os.environ, "KERAS_BACKEND": backend})
@@ -174,12 +198,22 @@ def main():
         if name != "none":
             for bar, r in zip(bars, results):
                 pct = r["overhead_quartiles"][name][1]
-                ax.annotate(f"{pct:+.1f}%", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(np.arange(len(results)) + width * (len(names) - 1) / 2, [f"{r['backend']}\n(load average {r['load_average']:.1f})" for r in results])
-    ax.set(ylabel="ms per training step (median over epochs)",
-           title="OptimizerMonitor overhead, MNIST MLP 784-256-256-10, batch 128, Adam\n"
-                 "(wall clock; negative overheads mean other load on the machine dominates)")
+                ax.annotate(
+                    f"{pct:+.1f}%",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
+    ax.set_xticks(
+        np.arange(len(results)) + width * (len(names) - 1) / 2,
+        [f"{r['backend']}\n(load average {r['load_average']:.1f})" for r in results],
+    )
+    ax.set(
+        ylabel="ms per training step (median over epochs)",
+        title="OptimizerMonitor overhead, MNIST MLP 784-256-256-10, batch 128, Adam\n"
+        "(wall clock; negative overheads mean other load on the machine dominates)",
+    )
     ax.legend(fontsize=8)
     _common.save(fig, args, "monitor_overhead.png")
 

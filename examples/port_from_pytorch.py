@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 import _common
+import numpy as np
 
 TOLERANCE = 1e-5  # max |w_keras - w_torch| / max |w| counted as float32 rounding
 
@@ -52,8 +51,15 @@ def cases():
         cls, matched = ka.pytorch.keras_arguments(name, **kwargs)
         defaults = {k: v for k, v in matched.items() if k == "learning_rate" or k in kwargs}  # what the label names
         text = f"{cls.__name__}(" + ", ".join(f"{k}={v!r}" for k, v in matched.items()) + ")"
-        rows.append((label, lambda p, n=name, k=kwargs: getattr(torch.optim, n)(p, **k), text,
-                     lambda n=name, k=kwargs: ka.pytorch.from_torch(n, **k), lambda c=cls, d=defaults: c(**d)))
+        rows.append(
+            (
+                label,
+                lambda p, n=name, k=kwargs: getattr(torch.optim, n)(p, **k),
+                text,
+                lambda n=name, k=kwargs: ka.pytorch.from_torch(n, **k),
+                lambda c=cls, d=defaults: c(**d),
+            )
+        )
     return rows
 
 
@@ -112,8 +118,10 @@ def main():
     fig, ax = plt.subplots(figsize=(9, 5))
     y = np.arange(len(rows))
     floor = 1e-10  # the axis starts here; identical results (0) get a label instead of a bar
-    for offset, column, label, color in [(-0.2, 1, "keras_adaptive defaults (same lr)", "tab:red"),
-                                         (0.2, 2, "matching arguments", "tab:green")]:
+    for offset, column, label, color in [
+        (-0.2, 1, "keras_adaptive defaults (same lr)", "tab:red"),
+        (0.2, 2, "matching arguments", "tab:green"),
+    ]:
         gaps = np.array([r[column] for r in rows])
         ax.barh(y + offset, np.where(gaps > 0, gaps, floor), height=0.4, label=label, color=color)
         for yi, gap in zip(y + offset, gaps):
@@ -122,9 +130,12 @@ def main():
     ax.axvline(TOLERANCE, color="k", ls="--", lw=1, label=f"tolerance {TOLERANCE:g} (float32 rounding)")
     ax.set_yticks(y, [r[0] for r in rows])
     ax.invert_yaxis()
-    ax.set(xscale="log", xlim=(floor, 10),
-           xlabel=f"max |w_keras - w_torch| / max |w| after {steps} steps",
-           title=f"keras_adaptive vs torch.optim ({_common.backend_name()} backend)")
+    ax.set(
+        xscale="log",
+        xlim=(floor, 10),
+        xlabel=f"max |w_keras - w_torch| / max |w| after {steps} steps",
+        title=f"keras_adaptive vs torch.optim ({_common.backend_name()} backend)",
+    )
     ax.legend(fontsize=8, loc="lower right")
     _common.save(fig, args, "port_from_pytorch.png")
 

@@ -10,9 +10,8 @@ across weights and steps, where adaptive methods usually pull ahead of plain SGD
 
 from __future__ import annotations
 
-import numpy as np
-
 import _common
+import numpy as np
 
 
 def gru_model(seed: int):
@@ -42,15 +41,20 @@ def main():
         losses, seconds = _common.fit_with_batch_losses(model, x, y, 128, epochs, shuffle=False)
         loss, accuracy = model.evaluate(x_test, y_test, verbose=0, batch_size=500)
         results[name] = (losses, accuracy, optimizer.learning_rate)
-        print(f"  {name:9s} final train loss {np.mean(losses[-20:]):.3f}  test accuracy {accuracy:.3f}  "
-              f"[{seconds:.1f} s]")
+        print(
+            f"  {name:9s} final train loss {np.mean(losses[-20:]):.3f}  test accuracy {accuracy:.3f}  [{seconds:.1f} s]"
+        )
 
     plt = _common.pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, (losses, accuracy, lr) in sorted(results.items(), key=lambda kv: -kv[1][1]):
         ax.plot(_common.smooth(losses), lw=1.5, label=f"{name} (lr {float(lr):g}): test acc {accuracy:.3f}")
-    ax.set(xlabel="step", ylabel="training loss per batch (EMA 0.9)", yscale="log",
-           title=f"Row-by-row MNIST, GRU(64), batch 128, {len(x)} images ({_common.backend_name()} backend)")
+    ax.set(
+        xlabel="step",
+        ylabel="training loss per batch (EMA 0.9)",
+        yscale="log",
+        title=f"Row-by-row MNIST, GRU(64), batch 128, {len(x)} images ({_common.backend_name()} backend)",
+    )
     ax.legend(fontsize=8)
     _common.save(fig, args, "rnn_optimizers.png")
     ranking = sorted(results, key=lambda k: -results[k][1])

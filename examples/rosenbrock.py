@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 import _common
+import numpy as np
 
 START = (-1.0, 1.5)
 
@@ -78,8 +77,10 @@ def main():
         paths[name] = run(make(), steps)
         x, y = paths[name][-1]
         dist = np.hypot(x - 1, y - 1)
-        print(f"  {name:26s} ends at ({x:+.4f}, {y:+.4f}), f = {rosenbrock(x, y):.2e}, "
-              f"distance to (1, 1) = {dist:.2e}  [{time.perf_counter() - start:.1f} s]")
+        print(
+            f"  {name:26s} ends at ({x:+.4f}, {y:+.4f}), f = {rosenbrock(x, y):.2e}, "
+            f"distance to (1, 1) = {dist:.2e}  [{time.perf_counter() - start:.1f} s]"
+        )
 
     # One small panel per optimizer (the paths share the valley and would hide each
     # other on one plot), and f along every path on the right.

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 
-def resolve_mnist(path: Optional[str], download: bool = True) -> tuple[str, str]:
+def resolve_mnist(path: str | None, download: bool = True) -> tuple[str, str]:
     """The MNIST file the workers will read, and a sentence saying what it is.
 
     `path` if given; else the full set through `keras.datasets` (its cache, or a download
@@ -35,22 +35,31 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="keras-adaptive-gui", description="Compare keras_adaptive optimizers live in the browser.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1, this machine only)")
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="keras-adaptive-gui", description="Compare keras_adaptive optimizers live in the browser."
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1, this machine only)"
+    )
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--mnist", metavar="PATH", help="an MNIST .npz in the keras.datasets layout")
     parser.add_argument("--no-download", action="store_true", help="do not try to download MNIST")
-    parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"),
-                        help="backend selected when the page opens (default: $KERAS_BACKEND or tensorflow)")
-    parser.add_argument("--results", default="results", metavar="DIR",
-                        help="folder for the visitors' run bundles (default results/)")
-    parser.add_argument("--max-workers", type=int, default=None,
-                        help="worker processes at once over all sessions (default 4)")
+    parser.add_argument(
+        "--backend",
+        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+        help="backend selected when the page opens (default: $KERAS_BACKEND or tensorflow)",
+    )
+    parser.add_argument(
+        "--results", default="results", metavar="DIR", help="folder for the visitors' run bundles (default results/)"
+    )
+    parser.add_argument(
+        "--max-workers", type=int, default=None, help="worker processes at once over all sessions (default 4)"
+    )
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -69,8 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print(f"keras-adaptive-gui: data: {source}", flush=True)
     # SIGTERM ends the server like Ctrl-C, so the worker processes are ended with it.
     signal.signal(signal.SIGTERM, _interrupt)
-    demo.launch(server_name=args.host, server_port=args.port, css=page.CSS, footer_links=["gradio"],
-                show_error=True)
+    demo.launch(server_name=args.host, server_port=args.port, css=page.CSS, footer_links=["gradio"], show_error=True)
 
 
 if __name__ == "__main__":

@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from keras_adaptive_gui import tasks
 
-COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-          "#7f7f7f")
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 BACKEND_DASHES = {"tensorflow": "solid", "jax": "dash", "torch": "dot"}
 # A log axis labelled 0.001, 1e+06: few ticks, no minor digits crowding a short range.
 LOG = {"type": "log", "nticks": 5, "tickformat": ".3~g"}
@@ -46,8 +45,10 @@ class DisplayOptions:
     x_axis: str = "step"  # "step" or "time"
 
     def describe(self) -> str:
-        return (f"display: {'log' if self.log_scale else 'linear'} loss axis, smoothing {self.smoothing:g}, "
-                f"x axis {'wall-clock time' if self.x_axis == 'time' else 'step'}")
+        return (
+            f"display: {'log' if self.log_scale else 'linear'} loss axis, smoothing {self.smoothing:g}, "
+            f"x axis {'wall-clock time' if self.x_axis == 'time' else 'step'}"
+        )
 
 
 @dataclass
@@ -56,7 +57,7 @@ class Shown:
 
     comparison: Any
     prefix: str = ""
-    dash: Optional[str] = None  # overrides the backend's dash (runs from the history are dotted)
+    dash: str | None = None  # overrides the backend's dash (runs from the history are dotted)
     first_index: int = 0  # its first series' index among all the shown series (colours)
     hidden: set = field(default_factory=set)
 
@@ -112,7 +113,7 @@ def _axis(n: int, letter: str) -> str:
     return letter if n == 1 else f"{letter}{n}"
 
 
-def _fmt(value: Optional[float]) -> str:
+def _fmt(value: float | None) -> str:
     if value is None:
         return "?"
     return f"{value:.3g}" if math.isfinite(value) else str(value)
@@ -129,14 +130,37 @@ def _name(shown: Shown, s: Any) -> str:
     return f"{shown.prefix}{label}"
 
 
-def _line(x: list, y: list, name: str, group: str, meta: str, style: dict, axis: int, hover: str, *,
-          legend: bool = False, width: float = 1.6, opacity: float = 1.0, markers: bool = False,
-          visible: Any = True) -> dict:
+def _line(
+    x: list,
+    y: list,
+    name: str,
+    group: str,
+    meta: str,
+    style: dict,
+    axis: int,
+    hover: str,
+    *,
+    legend: bool = False,
+    width: float = 1.6,
+    opacity: float = 1.0,
+    markers: bool = False,
+    visible: Any = True,
+) -> dict:
     return {
-        "type": "scatter", "mode": "lines+markers" if markers else "lines", "x": x, "y": y, "name": name,
-        "legendgroup": group, "showlegend": legend, "meta": meta, "opacity": opacity, "visible": visible,
+        "type": "scatter",
+        "mode": "lines+markers" if markers else "lines",
+        "x": x,
+        "y": y,
+        "name": name,
+        "legendgroup": group,
+        "showlegend": legend,
+        "meta": meta,
+        "opacity": opacity,
+        "visible": visible,
         "line": {"color": style["color"], "dash": style["dash"], "width": width},
-        "marker": {"size": 6}, "xaxis": _axis(axis, "x"), "yaxis": _axis(axis, "y"),
+        "marker": {"size": 6},
+        "xaxis": _axis(axis, "x"),
+        "yaxis": _axis(axis, "y"),
         "hovertemplate": f"<b>{name}</b><br>{hover}<extra></extra>",
     }
 
@@ -172,36 +196,120 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
             legend_done = False
             if facts.is_2d:
                 px, py = decimate(s.xs, s.ys)
-                data.append(_line(px, py, name, group, f"path-{index}", style, 1, "x %{x:.4g}, y %{y:.4g}",
-                                  legend=True, width=2, visible=visible))
+                data.append(
+                    _line(
+                        px,
+                        py,
+                        name,
+                        group,
+                        f"path-{index}",
+                        style,
+                        1,
+                        "x %{x:.4g}, y %{y:.4g}",
+                        legend=True,
+                        width=2,
+                        visible=visible,
+                    )
+                )
                 if s.xs:
-                    data.append({"type": "scatter", "mode": "markers", "x": [px[-1]], "y": [py[-1]],
-                                 "legendgroup": group, "showlegend": False, "hoverinfo": "skip", "visible": visible,
-                                 "marker": {"color": style["color"], "size": 8}, "xaxis": "x", "yaxis": "y"})
+                    data.append(
+                        {
+                            "type": "scatter",
+                            "mode": "markers",
+                            "x": [px[-1]],
+                            "y": [py[-1]],
+                            "legendgroup": group,
+                            "showlegend": False,
+                            "hoverinfo": "skip",
+                            "visible": visible,
+                            "marker": {"color": style["color"], "size": 8},
+                            "xaxis": "x",
+                            "yaxis": "y",
+                        }
+                    )
                 legend_done = True
             if options.smoothing > 0 and len(losses):
                 rx, ry = decimate(x_all, losses)
-                data.append(_line(rx, ry, name + " (raw)", group, f"loss-raw-{index}", style, loss_axis,
-                                  x_hover + "<br>loss %{y:.4g} (raw)", width=1, opacity=0.25, visible=visible))
+                data.append(
+                    _line(
+                        rx,
+                        ry,
+                        name + " (raw)",
+                        group,
+                        f"loss-raw-{index}",
+                        style,
+                        loss_axis,
+                        x_hover + "<br>loss %{y:.4g} (raw)",
+                        width=1,
+                        opacity=0.25,
+                        visible=visible,
+                    )
+                )
                 losses = smooth(s.losses, options.smoothing)
             lx, ly = decimate(x_all, losses)
-            data.append(_line(lx, ly, name, group, f"loss-{index}", style, loss_axis, x_hover + "<br>loss %{y:.4g}",
-                              legend=not legend_done, visible=visible))
+            data.append(
+                _line(
+                    lx,
+                    ly,
+                    name,
+                    group,
+                    f"loss-{index}",
+                    style,
+                    loss_axis,
+                    x_hover + "<br>loss %{y:.4g}",
+                    legend=not legend_done,
+                    visible=visible,
+                )
+            )
             if not facts.is_2d:
                 vx = _x_of(s, s.epoch_steps, by_time)
-                data.append(_line(_clean(np.asarray(vx, float)), _clean(np.asarray(s.val_losses, float)), name, group,
-                                  f"val-loss-{index}", style, 2, x_hover + "<br>validation loss %{y:.4g}",
-                                  markers=True, visible=visible))
-                data.append(_line(_clean(np.asarray(vx, float)), _clean(np.asarray(s.val_accs, float)), name, group,
-                                  f"val-acc-{index}", style, 3, x_hover + "<br>validation accuracy %{y:.4f}",
-                                  markers=True, visible=visible))
+                data.append(
+                    _line(
+                        _clean(np.asarray(vx, float)),
+                        _clean(np.asarray(s.val_losses, float)),
+                        name,
+                        group,
+                        f"val-loss-{index}",
+                        style,
+                        2,
+                        x_hover + "<br>validation loss %{y:.4g}",
+                        markers=True,
+                        visible=visible,
+                    )
+                )
+                data.append(
+                    _line(
+                        _clean(np.asarray(vx, float)),
+                        _clean(np.asarray(s.val_accs, float)),
+                        name,
+                        group,
+                        f"val-acc-{index}",
+                        style,
+                        3,
+                        x_hover + "<br>validation accuracy %{y:.4f}",
+                        markers=True,
+                        visible=visible,
+                    )
+                )
             first_stat = loss_axis + 1 if facts.is_2d else 4  # the statistics' panels come after the loss panels
             for j, (stat, meta, _, _) in enumerate(STAT_PANELS):
                 steps, values = s.stats[stat]
                 keep = [i for i, v in enumerate(values) if v is not None and v > 0]  # a log axis
                 sx, sy = decimate(_x_of(s, [steps[i] for i in keep], by_time), [values[i] for i in keep])
-                data.append(_line(sx, sy, name, group, f"{meta}-{index}", style, first_stat + j,
-                                  x_hover + f"<br>{stat.replace('_', ' ')} %{{y:.4g}}", width=1.3, visible=visible))
+                data.append(
+                    _line(
+                        sx,
+                        sy,
+                        name,
+                        group,
+                        f"{meta}-{index}",
+                        style,
+                        first_stat + j,
+                        x_hover + f"<br>{stat.replace('_', ' ')} %{{y:.4g}}",
+                        width=1.3,
+                        visible=visible,
+                    )
+                )
     loss_yaxis = layout[f"yaxis{loss_axis if loss_axis > 1 else ''}"]
     if options.log_scale or (facts.is_2d and config.task != "beale"):
         loss_yaxis.update(LOG)
@@ -220,27 +328,53 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
             loss_yaxis["range"] = [low - pad, high + 4 * pad]
             top = high + 2 * pad
         loss_yaxis["autorange"] = False
-        for n, (shown, s, name, style, x_all) in enumerate(blown):
+        for n, (shown, s, _unused_name, style, _unused_x) in enumerate(blown):
             step = s.blown_up_at
             x_at = _x_of(s, [step], by_time)[0]
             text = f"✖ {shown.prefix}{s.label} blew up at step {step}: loss {_fmt(s.blown_up_value)}"
-            annotations.append({"text": text, "xref": "paper", "yref": "paper", "x": 0.01,
-                                "y": (0.97 if facts.is_2d else 0.985) - 0.035 * n, "xanchor": "left", "yanchor": "top", "showarrow": False,
-                                "font": {"color": style["color"], "size": 12}, "bgcolor": "rgba(255,255,255,0.8)"})
+            annotations.append(
+                {
+                    "text": text,
+                    "xref": "paper",
+                    "yref": "paper",
+                    "x": 0.01,
+                    "y": (0.97 if facts.is_2d else 0.985) - 0.035 * n,
+                    "xanchor": "left",
+                    "yanchor": "top",
+                    "showarrow": False,
+                    "font": {"color": style["color"], "size": 12},
+                    "bgcolor": "rgba(255,255,255,0.8)",
+                }
+            )
             if x_at is not None and math.isfinite(x_at):
-                data.append({"type": "scatter", "mode": "markers", "x": [x_at], "y": [top], "name": text,
-                             "legendgroup": f"{shown.prefix}{shown.comparison.series.index(s)}", "showlegend": False,
-                             "meta": f"blown-{shown.first_index + shown.comparison.series.index(s)}",
-                             "marker": {"symbol": "x", "size": 12, "color": style["color"],
-                                        "line": {"color": "black", "width": 1}},
-                             "xaxis": _axis(loss_axis, "x"), "yaxis": _axis(loss_axis, "y"),
-                             "hovertemplate": f"{text}<extra></extra>"})
+                data.append(
+                    {
+                        "type": "scatter",
+                        "mode": "markers",
+                        "x": [x_at],
+                        "y": [top],
+                        "name": text,
+                        "legendgroup": f"{shown.prefix}{shown.comparison.series.index(s)}",
+                        "showlegend": False,
+                        "meta": f"blown-{shown.first_index + shown.comparison.series.index(s)}",
+                        "marker": {
+                            "symbol": "x",
+                            "size": 12,
+                            "color": style["color"],
+                            "line": {"color": "black", "width": 1},
+                        },
+                        "xaxis": _axis(loss_axis, "x"),
+                        "yaxis": _axis(loss_axis, "y"),
+                        "hovertemplate": f"{text}<extra></extra>",
+                    }
+                )
     if facts.is_2d:
         data = _contours(config.task) + data
     if any(o.key.startswith("keras.") for o in config.optimizers):  # say why their line is missing
         for note_ in layout["annotations"]:
             if STAT_PANELS[0][3 if facts.is_2d else 2] in note_["text"] or (
-                    not facts.is_2d and any(p[2] in note_["text"] for p in STAT_PANELS)):
+                not facts.is_2d and any(p[2] in note_["text"] for p in STAT_PANELS)
+            ):
                 note_["text"] = note_["text"].replace("</b>", "</b> <i>(none for keras.*)</i>")
     _log_ticks(data, layout)
     layout["annotations"] = layout.get("annotations", []) + annotations
@@ -259,9 +393,8 @@ def _log_ticks(data: list, layout: dict) -> None:
     for key, axis in layout.items():
         if not (key.startswith("yaxis") and axis.get("type") == "log"):
             continue
-        name = "y" + key[len("yaxis"):]
-        values = [v for t in data if t.get("yaxis", "y") == name for v in (t.get("y") or [])
-                  if v is not None and v > 0]
+        name = "y" + key[len("yaxis") :]
+        values = [v for t in data if t.get("yaxis", "y") == name for v in (t.get("y") or []) if v is not None and v > 0]
         if "range" in axis:
             low, high = axis["range"]
             span = high - low
@@ -274,37 +407,66 @@ def _log_ticks(data: list, layout: dict) -> None:
 
 
 def _panel_title(text: str, x: float, y: float) -> dict:
-    return {"text": f"<b>{text}</b>", "xref": "paper", "yref": "paper", "x": x, "y": y, "xanchor": "left",
-            "yanchor": "bottom", "showarrow": False, "font": {"size": 12}}
+    return {
+        "text": f"<b>{text}</b>",
+        "xref": "paper",
+        "yref": "paper",
+        "x": x,
+        "y": y,
+        "xanchor": "left",
+        "yanchor": "bottom",
+        "showarrow": False,
+        "font": {"size": 12},
+    }
 
 
 def _base_layout() -> dict:
-    return {"height": HEIGHT, "margin": {"l": 60, "r": 20, "t": 60, "b": 50}, "hovermode": "closest",
-            "legend": {"orientation": "h", "x": 0, "y": -0.08, "yanchor": "top"},
-            "plot_bgcolor": "white", "paper_bgcolor": "white"}
+    return {
+        "height": HEIGHT,
+        "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+        "hovermode": "closest",
+        "legend": {"orientation": "h", "x": 0, "y": -0.08, "yanchor": "top"},
+        "plot_bgcolor": "white",
+        "paper_bgcolor": "white",
+    }
 
 
 def _grid(axis: dict) -> dict:
-    return {"showgrid": True, "gridcolor": "#e5e5e5", "zeroline": False, "linecolor": "#888", "showline": True,
-            "automargin": True, **axis}
+    return {
+        "showgrid": True,
+        "gridcolor": "#e5e5e5",
+        "zeroline": False,
+        "linecolor": "#888",
+        "showline": True,
+        "automargin": True,
+        **axis,
+    }
 
 
 def _layout_model(facts: tasks.Task) -> dict:
     layout = _base_layout()
     metric = "accuracy" if facts.kind == "classify" else f"accuracy (|error| < {tasks.ADDING_TOLERANCE:g})"
-    layout.update({
-        "xaxis": _grid({"domain": [0, 0.6], "anchor": "y", "title": {"text": "step"}}),
-        "yaxis": _grid({"domain": [0.42, 1], "anchor": "x", "title": {"text": "loss of the batch"}}),
-        "xaxis2": _grid({"domain": [0, 0.27], "anchor": "y2", "title": {"text": "step"}}),
-        "yaxis2": _grid({"domain": [0, 0.3], "anchor": "x2"}),
-        "xaxis3": _grid({"domain": [0.33, 0.6], "anchor": "y3", "title": {"text": "step"}}),
-        "yaxis3": _grid({"domain": [0, 0.3], "anchor": "x3"}),
-    })
+    layout.update(
+        {
+            "xaxis": _grid({"domain": [0, 0.6], "anchor": "y", "title": {"text": "step"}}),
+            "yaxis": _grid({"domain": [0.42, 1], "anchor": "x", "title": {"text": "loss of the batch"}}),
+            "xaxis2": _grid({"domain": [0, 0.27], "anchor": "y2", "title": {"text": "step"}}),
+            "yaxis2": _grid({"domain": [0, 0.3], "anchor": "x2"}),
+            "xaxis3": _grid({"domain": [0.33, 0.6], "anchor": "y3", "title": {"text": "step"}}),
+            "yaxis3": _grid({"domain": [0, 0.3], "anchor": "x3"}),
+        }
+    )
     tops = [(0.74, 1.0), (0.38, 0.64), (0.0, 0.3)]
     for j, (low, high) in enumerate(tops):
         n = 4 + j
-        layout[f"xaxis{n}"] = _grid({"domain": [0.7, 1], "anchor": f"y{n}", "matches": "x",
-                                     **({"title": {"text": "step"}} if j == 2 else {"showticklabels": False})})
+        layout[f"xaxis{n}"] = _grid(
+            {
+                "domain": [0.7, 1],
+                "anchor": f"y{n}",
+                "matches": "x",
+                **({"title": {"text": "step"}} if j == 2 else {"showticklabels": False}),
+            }
+        )
         layout[f"yaxis{n}"] = _grid({"domain": [low, high], "anchor": f"x{n}", **LOG})
     layout["annotations"] = [
         _panel_title(f"Training loss per step — {facts.description}", 0, 1.0),
@@ -318,19 +480,28 @@ def _layout_model(facts: tasks.Task) -> dict:
 def _layout_2d(task: str) -> dict:
     fn = tasks.FUNCTIONS_2D[task]
     layout = _base_layout()
-    layout.update({
-        "xaxis": _grid({"domain": [0, 0.55], "anchor": "y", "range": list(fn.xlim), "title": {"text": "x"}}),
-        "yaxis": _grid({"domain": [0, 1], "anchor": "x", "range": list(fn.ylim), "title": {"text": "y"}}),
-    })
+    layout.update(
+        {
+            "xaxis": _grid({"domain": [0, 0.55], "anchor": "y", "range": list(fn.xlim), "title": {"text": "x"}}),
+            "yaxis": _grid({"domain": [0, 1], "anchor": "x", "range": list(fn.ylim), "title": {"text": "y"}}),
+        }
+    )
     tops = [(0.79, 1.0), (0.53, 0.74), (0.27, 0.48), (0.0, 0.22)]
     titles = ["f(x, y) per step"] + [p[3] for p in STAT_PANELS]
     for j, (low, high) in enumerate(tops):
         n = 2 + j
-        layout[f"xaxis{n}"] = _grid({"domain": [0.65, 1], "anchor": f"y{n}", **({"matches": "x2"} if n > 2 else {}),
-                                     **({"title": {"text": "step"}} if j == 3 else {"showticklabels": False})})
+        layout[f"xaxis{n}"] = _grid(
+            {
+                "domain": [0.65, 1],
+                "anchor": f"y{n}",
+                **({"matches": "x2"} if n > 2 else {}),
+                **({"title": {"text": "step"}} if j == 3 else {"showticklabels": False}),
+            }
+        )
         layout[f"yaxis{n}"] = _grid({"domain": [low, high], "anchor": f"x{n}", **(LOG if j else {})})
     layout["annotations"] = [_panel_title(f"{task}: {fn.formula}", 0, 1.0)] + [
-        _panel_title(t, 0.65, high) for t, (_, high) in zip(titles, tops)]
+        _panel_title(t, 0.65, high) for t, (_, high) in zip(titles, tops)
+    ]
     return layout
 
 
@@ -344,30 +515,76 @@ def _contours(task: str) -> list:
         xx, yy, zz = tasks.contour_grid(task, CONTOUR_POINTS)
         z = np.log10(np.maximum(zz, 1e-3))
         _CONTOURS[task] = [
-            {"type": "contour", "x": _clean(xx[0]), "y": _clean(yy[:, 0]), "z": [_clean(row) for row in z],
-             "colorscale": [[0, "#9ecae1"], [0.5, "#deebf7"], [1, "#ffffff"]], "showscale": False, "opacity": 0.8,
-             "ncontours": 25, "contours": {"coloring": "fill", "showlines": True},
-             "line": {"color": "#aaa", "width": 0.5}, "hoverinfo": "skip", "name": "log10 f",
-             "showlegend": False, "meta": "contours", "xaxis": "x", "yaxis": "y"},
-            {"type": "scatter", "mode": "markers", "x": [fn.minimum[0]], "y": [fn.minimum[1]], "name": "minimum",
-             "meta": "minimum", "marker": {"symbol": "star", "size": 16, "color": "gold", "line": {"color": "black",
-                                                                                               "width": 1}},
-             "xaxis": "x", "yaxis": "y", "hovertemplate": "minimum (%{x}, %{y})<extra></extra>"},
-            {"type": "scatter", "mode": "markers", "x": [fn.start[0]], "y": [fn.start[1]], "name": "start",
-             "meta": "start", "marker": {"size": 9, "color": "black"}, "xaxis": "x", "yaxis": "y",
-             "hovertemplate": "start (%{x}, %{y})<extra></extra>"},
+            {
+                "type": "contour",
+                "x": _clean(xx[0]),
+                "y": _clean(yy[:, 0]),
+                "z": [_clean(row) for row in z],
+                "colorscale": [[0, "#9ecae1"], [0.5, "#deebf7"], [1, "#ffffff"]],
+                "showscale": False,
+                "opacity": 0.8,
+                "ncontours": 25,
+                "contours": {"coloring": "fill", "showlines": True},
+                "line": {"color": "#aaa", "width": 0.5},
+                "hoverinfo": "skip",
+                "name": "log10 f",
+                "showlegend": False,
+                "meta": "contours",
+                "xaxis": "x",
+                "yaxis": "y",
+            },
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": [fn.minimum[0]],
+                "y": [fn.minimum[1]],
+                "name": "minimum",
+                "meta": "minimum",
+                "marker": {"symbol": "star", "size": 16, "color": "gold", "line": {"color": "black", "width": 1}},
+                "xaxis": "x",
+                "yaxis": "y",
+                "hovertemplate": "minimum (%{x}, %{y})<extra></extra>",
+            },
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": [fn.start[0]],
+                "y": [fn.start[1]],
+                "name": "start",
+                "meta": "start",
+                "marker": {"size": 9, "color": "black"},
+                "xaxis": "x",
+                "yaxis": "y",
+                "hovertemplate": "start (%{x}, %{y})<extra></extra>",
+            },
         ]
     return json.loads(json.dumps(_CONTOURS[task]))
 
 
 def empty(text: str) -> dict:
     """A figure with only a sentence in it (no axes, no ticks)."""
-    return {"data": [], "layout": {"height": 160, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
-                                   "xaxis": {"visible": False}, "yaxis": {"visible": False},
-                                   "plot_bgcolor": "white", "paper_bgcolor": "white",
-                                   "annotations": [{"text": text, "xref": "paper", "yref": "paper", "x": 0.5,
-                                                    "y": 0.5, "showarrow": False,
-                                                    "font": {"size": 16, "color": "#666"}}]}}
+    return {
+        "data": [],
+        "layout": {
+            "height": 160,
+            "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+            "xaxis": {"visible": False},
+            "yaxis": {"visible": False},
+            "plot_bgcolor": "white",
+            "paper_bgcolor": "white",
+            "annotations": [
+                {
+                    "text": text,
+                    "xref": "paper",
+                    "yref": "paper",
+                    "x": 0.5,
+                    "y": 0.5,
+                    "showarrow": False,
+                    "font": {"size": 16, "color": "#666"},
+                }
+            ],
+        },
+    }
 
 
 def plot_data(fig: dict) -> Any:

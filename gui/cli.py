@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,13 +26,20 @@ def _parser() -> argparse.ArgumentParser:
         help="train several optimizers on one task and compare them",
         description="Train optimizers side by side (same initial weights, same batches) and compare them.",
     )
-    p.add_argument("--task", default="mnist-mlp",
-                   help="mnist-mlp, mnist-cnn, mnist-rnn, adding, rosenbrock, beale or quadratic")
-    p.add_argument("--optimizers", default="adam,rmsprop",
-                   help="comma-separated; hyperparameters after colons: 'adam,rmsprop:learning_rate=0.01:centered=true'; "
-                        "Keras' built-ins as keras.Adam etc.")
-    p.add_argument("--backends", default=os.environ.get("KERAS_BACKEND", "tensorflow"),
-                   help="comma-separated: tensorflow,jax,torch (default $KERAS_BACKEND or tensorflow)")
+    p.add_argument(
+        "--task", default="mnist-mlp", help="mnist-mlp, mnist-cnn, mnist-rnn, adding, rosenbrock, beale or quadratic"
+    )
+    p.add_argument(
+        "--optimizers",
+        default="adam,rmsprop",
+        help="comma-separated; hyperparameters after colons: 'adam,rmsprop:learning_rate=0.01:centered=true'; "
+        "Keras' built-ins as keras.Adam etc.",
+    )
+    p.add_argument(
+        "--backends",
+        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+        help="comma-separated: tensorflow,jax,torch (default $KERAS_BACKEND or tensorflow)",
+    )
     p.add_argument("--epochs", default=2)
     p.add_argument("--steps-per-epoch", default=50)
     p.add_argument("--batch-size", default=64)
@@ -91,9 +98,17 @@ def compare(args: argparse.Namespace) -> int:
         chosen = hyperparams.split_spec_list(args.optimizers)
         backends = [b.strip() for b in args.backends.split(",") if b.strip()]
         config = engine.check_config(
-            args.task, chosen, backends, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-            batch_size=args.batch_size, steps_2d=args.steps, seed=args.seed, cell=args.cell,
-            seq_len=args.seq_len, mnist_path=mnist_path,
+            args.task,
+            chosen,
+            backends,
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            batch_size=args.batch_size,
+            steps_2d=args.steps,
+            seed=args.seed,
+            cell=args.cell,
+            seq_len=args.seq_len,
+            mnist_path=mnist_path,
         )
         if not 0 <= args.smoothing <= 0.99:
             raise ValueError(f"--smoothing must be in [0, 0.99], got {args.smoothing}.")
@@ -111,12 +126,20 @@ def compare(args: argparse.Namespace) -> int:
             for message in comparison.messages[shown:]:
                 print(f"\n{message}", file=sys.stderr)
             shown = len(comparison.messages)
-            if comparison.running and not args.no_progress and (sys.stderr.isatty() or time.monotonic() - last_line >= 5):
+            if (
+                comparison.running
+                and not args.no_progress
+                and (sys.stderr.isatty() or time.monotonic() - last_line >= 5)
+            ):
                 last_line = time.monotonic()
                 waiting = any(not w.ready for w in comparison.workers if not w.done)
                 text = "starting workers" if waiting else f"step {comparison.steps_done()}"
-                print(_progress(comparison.progress(), f"{text} of {comparison.total_steps()}"),
-                      end="" if sys.stderr.isatty() else "\n", file=sys.stderr, flush=True)
+                print(
+                    _progress(comparison.progress(), f"{text} of {comparison.total_steps()}"),
+                    end="" if sys.stderr.isatty() else "\n",
+                    file=sys.stderr,
+                    flush=True,
+                )
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the workers", file=sys.stderr)
         comparison.stop()
@@ -142,7 +165,7 @@ def _footer(comparison, options) -> str:
     return engine.config_text(comparison) + "\n" + options.describe()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
     if args.command == "compare":

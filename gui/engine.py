@@ -20,8 +20,9 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from keras_adaptive_gui import hyperparams, tasks
 
@@ -87,7 +88,7 @@ class RunConfig:
     seed: int = 0
     cell: str = "LSTM"
     seq_len: int = 30
-    mnist_path: Optional[str] = None
+    mnist_path: str | None = None
 
     @property
     def kind(self) -> str:
@@ -103,8 +104,15 @@ class RunConfig:
             "task": self.task,
             "task_description": self.task_facts.description,
             "backends": list(self.backends),
-            "optimizers": [{"key": o.key, "label": o.label, "hyperparameters": hyperparams.full_kwargs(o.key, o.kwargs),
-                            "given": o.kwargs} for o in self.optimizers],
+            "optimizers": [
+                {
+                    "key": o.key,
+                    "label": o.label,
+                    "hyperparameters": hyperparams.full_kwargs(o.key, o.kwargs),
+                    "given": o.kwargs,
+                }
+                for o in self.optimizers
+            ],
             "epochs": self.epochs if not self.task_facts.is_2d else None,
             "steps_per_epoch": self.steps_per_epoch if not self.task_facts.is_2d else None,
             "batch_size": self.batch_size if not self.task_facts.is_2d else None,
@@ -116,10 +124,12 @@ class RunConfig:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "RunConfig":
+    def from_json(cls, d: dict) -> RunConfig:
         facts = tasks.TASKS[d["task"]]
-        optimizers = [OptimizerChoice(o["key"], dict(o.get("given", o.get("hyperparameters", {}))), o["label"])
-                      for o in d["optimizers"]]
+        optimizers = [
+            OptimizerChoice(o["key"], dict(o.get("given", o.get("hyperparameters", {}))), o["label"])
+            for o in d["optimizers"]
+        ]
         config = cls(d["task"], list(d["backends"]), optimizers, seed=int(d.get("seed") or 0))
         if facts.is_2d:
             config.steps_2d = int(d["steps"])
@@ -170,7 +180,7 @@ def check_config(
     seed: Any = 0,
     cell: str = "LSTM",
     seq_len: Any = 30,
-    mnist_path: Optional[str] = None,
+    mnist_path: str | None = None,
     limits: Limits = LIMITS,
 ) -> RunConfig:
     """A checked RunConfig. `optimizers` is a list of (key, raw hyperparameters) pairs;
@@ -272,8 +282,9 @@ class Spares:
 
         context = multiprocessing.get_context("spawn")
         inbox, q, stop = context.Queue(), context.Queue(), context.Event()
-        process = context.Process(target=worker.run_when_given, args=(backend, inbox, q, stop),
-                                  name=f"keras-adaptive-{backend}", daemon=True)
+        process = context.Process(
+            target=worker.run_when_given, args=(backend, inbox, q, stop), name=f"keras-adaptive-{backend}", daemon=True
+        )
         _start_with_backend(process, backend)
         return _Spare(process, inbox, q, stop, time.monotonic())
 
@@ -353,8 +364,8 @@ class Series:
     optimizer: int
     backend: str
     status: str = "starting"  # starting, training, finished, blown up, stopped, worker died, error
-    blown_up_at: Optional[int] = None  # the step where it blew up (see BLOWUP_RULE)
-    blown_up_value: Optional[float] = None  # the loss there (the largest of the run above the threshold)
+    blown_up_at: int | None = None  # the step where it blew up (see BLOWUP_RULE)
+    blown_up_value: float | None = None  # the loss there (the largest of the run above the threshold)
     blown_up_reason: str = ""
     steps: list = field(default_factory=list)
     times: list = field(default_factory=list)
@@ -366,9 +377,9 @@ class Series:
     epoch_steps: list = field(default_factory=list)
     val_losses: list = field(default_factory=list)
     val_accs: list = field(default_factory=list)
-    first_loss: Optional[float] = None
+    first_loss: float | None = None
     _above: int = 0  # steps in a row above BLOWUP_FACTOR x the first loss
-    _above_since: Optional[int] = None
+    _above_since: int | None = None
     _peak: float = 0.0
 
     def add_step(self, row: dict) -> None:
@@ -388,9 +399,12 @@ class Series:
             self._above_since = self._above_since or row["step"]
             self._peak = max(self._peak, loss)
             if self._above >= BLOWUP_STEPS:
-                self.blow_up(self._above_since, self._peak,
-                             f"loss above {BLOWUP_FACTOR:g}× its first loss {self.first_loss:.3g} "
-                             f"for {BLOWUP_STEPS} steps in a row")
+                self.blow_up(
+                    self._above_since,
+                    self._peak,
+                    f"loss above {BLOWUP_FACTOR:g}× its first loss {self.first_loss:.3g} "
+                    f"for {BLOWUP_STEPS} steps in a row",
+                )
         else:
             self._above, self._above_since, self._peak = 0, None, 0.0
 
@@ -408,14 +422,15 @@ class Series:
         shown = f"{value:.3g}" if value is not None and math.isfinite(value) else str(value)
         return f"{self.label} blew up at step {self.blown_up_at}: loss {shown} ({self.blown_up_reason})."
 
-    def check_chance(self, chance: Optional[float]) -> bool:
+    def check_chance(self, chance: float | None) -> bool:
         """At the end of a classifier's run: blown up if it ended at chance (see BLOWUP_RULE)."""
         if chance is None or not self.val_accs or self.first_loss is None or self.blown_up_at is not None:
             return False
         finite = [v for v in self.losses if math.isfinite(v)]
         if self.val_accs[-1] <= CHANCE_MARGIN * chance and finite and finite[-1] >= self.first_loss:
-            return self.blow_up(self.steps[-1], finite[-1],
-                                f"it ended at chance, validation accuracy {100 * self.val_accs[-1]:.1f}%")
+            return self.blow_up(
+                self.steps[-1], finite[-1], f"it ended at chance, validation accuracy {100 * self.val_accs[-1]:.1f}%"
+            )
         return False
 
     def add_stats(self, row: dict) -> None:
@@ -425,7 +440,7 @@ class Series:
                 steps.append(row["step"])
                 values.append(row[name])
 
-    def time_per_step_ms(self) -> Optional[float]:
+    def time_per_step_ms(self) -> float | None:
         """Mean step time after the first step (which includes tracing/compiling)."""
         n = len(self.times)
         first = 1 if self.steps and self.steps[0] == 0 else 0  # 2-D runs record the start as step 0
@@ -442,7 +457,7 @@ class _Worker:
         self.stop = stop
         self.ready = False
         self.done = False
-        self.startup_s: Optional[float] = None
+        self.startup_s: float | None = None
 
 
 class Comparison:
@@ -452,7 +467,7 @@ class Comparison:
     line both iterate it); `stop()` may be called from another thread at any time.
     """
 
-    def __init__(self, config: RunConfig, limits: Limits = LIMITS, run_id: Optional[str] = None) -> None:
+    def __init__(self, config: RunConfig, limits: Limits = LIMITS, run_id: str | None = None) -> None:
         self.config = config
         self.limits = limits
         self.run_id = run_id or new_run_id()
@@ -460,11 +475,11 @@ class Comparison:
         self.series: list[Series] = []
         self.messages: list[str] = []
         self.workers: list[_Worker] = []
-        self.started_at: Optional[float] = None
-        self.finished_at: Optional[float] = None
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
         self.stopped = False  # Stop was asked for
         self.version = 0  # counts what was taken in: a display redraws when it changes
-        self.last_wall: Optional[float] = None  # when the newest message taken in was sent (time.time())
+        self.last_wall: float | None = None  # when the newest message taken in was sent (time.time())
         self.wall_log: list = []  # (time.time() a steps message was sent, the furthest step in it)
         self._slots = 0
         self.lock = threading.RLock()
@@ -480,7 +495,7 @@ class Comparison:
                 return s
         raise KeyError((backend, optimizer))
 
-    def start(self) -> "Comparison":
+    def start(self) -> Comparison:
         _acquire_slots(len(self.config.backends), self.limits)
         self._slots = len(self.config.backends)
         self.started_at = time.monotonic()
@@ -496,7 +511,7 @@ class Comparison:
             raise
         return self
 
-    def run(self, interval: float = 0.2) -> Iterator["Comparison"]:
+    def run(self, interval: float = 0.2) -> Iterator[Comparison]:
         """Start the comparison (unless started), then yield it whenever something new came in
         (at most every `interval` seconds) and once more when it has ended. Closing the
         generator early (a closed page, Ctrl-C) stops the workers."""
@@ -662,7 +677,7 @@ class Comparison:
             _release_slots(self._slots)
             self._slots = 0
 
-    def wait(self, timeout: Optional[float] = None, interval: float = 0.1) -> bool:
+    def wait(self, timeout: float | None = None, interval: float = 0.1) -> bool:
         """Poll until every worker is done (True) or `timeout` seconds pass (False)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -694,12 +709,12 @@ class Comparison:
         """Stop was asked for, but every worker had already finished its steps."""
         return self.stopped and not any(s.status == "stopped" for s in self.series)
 
-    def backend_difference(self) -> Optional[tuple[float, int]]:
+    def backend_difference(self) -> tuple[float, int] | None:
         """Several backends: the largest |loss difference| between backends of one optimizer
         at one step, and that step (None with one backend or no common step)."""
         if len(self.config.backends) < 2:
             return None
-        best: Optional[tuple[float, int]] = None
+        best: tuple[float, int] | None = None
         for i in range(len(self.config.optimizers)):
             by_backend = [dict(zip(s.steps, s.losses)) for s in self.series if s.optimizer == i]
             common = set.intersection(*(set(d) for d in by_backend)) if by_backend else set()
@@ -757,11 +772,40 @@ class Comparison:
                 stats = [dict(zip(*s.stats[name])) for name in STATS]
                 for j, step in enumerate(s.steps):
                     xy = (s.xs[j], s.ys[j]) if j < len(s.xs) else ("", "")
-                    out.writerow([s.label, s.backend, s.optimizer, "step", step, "", f"{s.times[j]:.6f}",
-                                  repr(s.losses[j]), *(by_step.get(step, "") for by_step in stats), *xy, "", ""])
+                    out.writerow(
+                        [
+                            s.label,
+                            s.backend,
+                            s.optimizer,
+                            "step",
+                            step,
+                            "",
+                            f"{s.times[j]:.6f}",
+                            repr(s.losses[j]),
+                            *(by_step.get(step, "") for by_step in stats),
+                            *xy,
+                            "",
+                            "",
+                        ]
+                    )
                 for epoch, step, vl, va in zip(s.epochs, s.epoch_steps, s.val_losses, s.val_accs):
-                    out.writerow([s.label, s.backend, s.optimizer, "epoch", step, epoch, "", "", *[""] * len(STATS),
-                                  "", "", vl, va])
+                    out.writerow(
+                        [
+                            s.label,
+                            s.backend,
+                            s.optimizer,
+                            "epoch",
+                            step,
+                            epoch,
+                            "",
+                            "",
+                            *[""] * len(STATS),
+                            "",
+                            "",
+                            vl,
+                            va,
+                        ]
+                    )
         return path
 
     def save_bundle(self, folder: str) -> str:
@@ -775,8 +819,21 @@ class Comparison:
         return path
 
 
-CSV_COLUMNS = ["optimizer", "backend", "series", "record", "step", "epoch", "time_s", "loss", *STATS,
-               "x", "y", "val_loss", "val_acc"]
+CSV_COLUMNS = [
+    "optimizer",
+    "backend",
+    "series",
+    "record",
+    "step",
+    "epoch",
+    "time_s",
+    "loss",
+    *STATS,
+    "x",
+    "y",
+    "val_loss",
+    "val_acc",
+]
 CONFIG_FILE, RECORDS_FILE = "config.json", "records.csv"
 _RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 
@@ -794,8 +851,17 @@ def versions() -> dict:
     from importlib import metadata
 
     found = {}
-    for name in ("keras-adaptive", "keras", "tensorflow-cpu", "tensorflow", "jax", "jaxlib", "torch", "numpy",
-                 "gradio"):
+    for name in (
+        "keras-adaptive",
+        "keras",
+        "tensorflow-cpu",
+        "tensorflow",
+        "jax",
+        "jaxlib",
+        "torch",
+        "numpy",
+        "gradio",
+    ):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

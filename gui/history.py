@@ -17,7 +17,6 @@ import secrets
 import shutil
 import tempfile
 import threading
-from typing import Optional
 
 from keras_adaptive_gui import engine
 
@@ -67,7 +66,7 @@ class Store:
             return []
         return sorted((r for r in os.listdir(folder) if engine.is_run_id(r)), reverse=True)
 
-    def load(self, visitor: str, run_id: str) -> Optional[engine.Comparison]:
+    def load(self, visitor: str, run_id: str) -> engine.Comparison | None:
         if not (is_visitor_id(visitor) and engine.is_run_id(run_id)):
             return None
         key = (visitor, run_id)
@@ -94,8 +93,9 @@ class Store:
                 continue
             labels = ", ".join(o.label for o in c.config.optimizers)
             outcome = "stopped" if c.stopped and not c.finished_before_stop() else "finished"
-            out.append((f"{c.created[5:16]} · {c.config.task} · {labels} · {', '.join(c.config.backends)}"
-                        f" ({outcome})", run_id))
+            out.append(
+                (f"{c.created[5:16]} · {c.config.task} · {labels} · {', '.join(c.config.backends)} ({outcome})", run_id)
+            )
         return out
 
     def delete(self, visitor: str, run_id: str) -> bool:
@@ -117,14 +117,17 @@ class Store:
             path = str(path)
             if os.path.getsize(path) > MAX_BUNDLE_BYTES:
                 raise ValueError(f"{os.path.basename(path)} is larger than {MAX_BUNDLE_BYTES // 1_000_000} MB.")
-            name = engine.CONFIG_FILE if path.endswith(".json") else engine.RECORDS_FILE if path.endswith(".csv") else None
+            name = (
+                engine.CONFIG_FILE if path.endswith(".json") else engine.RECORDS_FILE if path.endswith(".csv") else None
+            )
             if name is None:
                 raise ValueError(f"{os.path.basename(path)} is neither a config.json nor a records.csv.")
             by_name[name] = path
         missing = {engine.CONFIG_FILE, engine.RECORDS_FILE} - set(by_name)
         if missing:
-            raise ValueError(f"A run bundle is two files, config.json and records.csv: {' and '.join(sorted(missing))} "
-                             "missing.")
+            raise ValueError(
+                f"A run bundle is two files, config.json and records.csv: {' and '.join(sorted(missing))} missing."
+            )
         with tempfile.TemporaryDirectory() as scratch:
             for name, path in by_name.items():
                 shutil.copyfile(path, os.path.join(scratch, name))

@@ -240,7 +240,8 @@ def describe(key: str, kwargs: dict) -> str:
     values = {"learning_rate": defaults["learning_rate"]} if "learning_rate" in defaults else {}
     values.update(kwargs)
     changed = [
-        f"{name}={format_number(value)}" for name, value in values.items()
+        f"{name}={format_number(value)}"
+        for name, value in values.items()
         if name in defaults and (value != defaults[name] or name == "learning_rate")
     ]
     return f"{entry.key} ({', '.join(changed)})" if changed else entry.key
@@ -290,7 +291,7 @@ def summary_line(key: str) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def param_help(key: str, name: str) -> str:
     """What the optimizer's docstring says of argument `name` (its `Args:` entry, joined), or ""."""
     doc = inspect.getdoc(catalog()[resolve_key(key)].cls) or ""
@@ -301,7 +302,7 @@ def param_help(key: str, name: str) -> str:
         return ""
     found: list[str] = []
     indent = None
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.strip():
             if found:
                 break
@@ -315,7 +316,7 @@ def param_help(key: str, name: str) -> str:
             if found:
                 break
             if line.strip().startswith(f"{name}:"):
-                found.append(line.strip()[len(name) + 1:].strip())
+                found.append(line.strip()[len(name) + 1 :].strip())
         elif found:
             found.append(line.strip())
     return " ".join(found)

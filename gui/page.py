@@ -16,8 +16,9 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import gradio as gr
 
@@ -28,8 +29,17 @@ NONE = "(none)"
 FRAME_SECONDS = 0.25  # the status's refresh
 CHART_SECONDS = 1.0  # the chart's and the table's
 PNG_LINE_CHARS = 125  # the configuration above the PNG, wrapped to the chart's width
-SUMMARY_COLUMNS = ["optimizer", "backend", "status", "steps", "final loss", "best val acc", "final val loss",
-                   "ms/step", "blown up at step"]
+SUMMARY_COLUMNS = [
+    "optimizer",
+    "backend",
+    "status",
+    "steps",
+    "final loss",
+    "best val acc",
+    "final val loss",
+    "ms/step",
+    "blown up at step",
+]
 
 CSS = """
 #status { min-height: 2.5em; }
@@ -55,40 +65,71 @@ PANEL_HELP = """- **Training loss per step**: the loss of each training batch be
 
 # Each preset: (title, task to switch to or None, [(optimizer, {hyperparameter: value})]).
 PRESETS = [
-    ("SGD vs Momentum vs RMSProp vs Adam", None, [
-        ("sgd", {"learning_rate": "0.1"}),
-        ("sgd", {"learning_rate": "0.01", "momentum": "0.9"}),
-        ("rmsprop", {"learning_rate": "0.001"}),
-        ("adam", {"learning_rate": "0.001"}),
-    ]),
-    ("AdaGrad vs RMSProp vs AdaDelta", None, [
-        ("adagrad", {"learning_rate": "0.01"}),
-        ("rmsprop", {"learning_rate": "0.001"}),
-        ("adadelta", {"learning_rate": "1.0"}),
-    ]),
-    ("Adam with and without bias correction", None, [
-        ("adam", {"bias_correction": True}),
-        ("adam", {"bias_correction": False}),
-    ]),
-    ("Epsilon inside vs outside the square root (RMSProp, eps=0.01)", None, [
-        ("rmsprop", {"epsilon": "0.01", "epsilon_placement": "inside"}),
-        ("rmsprop", {"epsilon": "0.01", "epsilon_placement": "outside"}),
-    ]),
-    ("keras_adaptive vs Keras built-ins (Adam, RMSProp)", None, [
-        ("adam", {}), ("keras.Adam", {}), ("rmsprop", {}), ("keras.RMSprop", {}),
-    ]),
-    ("Rosenbrock: SGD, Momentum, RMSProp, Adam", "rosenbrock", [
-        ("sgd", {"learning_rate": "0.001"}),
-        ("sgd", {"learning_rate": "0.0005", "momentum": "0.9"}),
-        ("rmsprop", {"learning_rate": "0.01"}),
-        ("adam", {"learning_rate": "0.05"}),
-    ]),
-    ("Ill-conditioned quadratic: SGD, Momentum, AdaGrad, Adam", "quadratic", [
-        ("sgd", {"learning_rate": "0.035"}),
-        ("sgd", {"learning_rate": "0.01", "momentum": "0.9"}),
-        ("adagrad", {"learning_rate": "0.5"}),
-        ("adam", {"learning_rate": "0.1"}),
-    ]),
+    (
+        "SGD vs Momentum vs RMSProp vs Adam",
+        None,
+        [
+            ("sgd", {"learning_rate": "0.1"}),
+            ("sgd", {"learning_rate": "0.01", "momentum": "0.9"}),
+            ("rmsprop", {"learning_rate": "0.001"}),
+            ("adam", {"learning_rate": "0.001"}),
+        ],
+    ),
+    (
+        "AdaGrad vs RMSProp vs AdaDelta",
+        None,
+        [
+            ("adagrad", {"learning_rate": "0.01"}),
+            ("rmsprop", {"learning_rate": "0.001"}),
+            ("adadelta", {"learning_rate": "1.0"}),
+        ],
+    ),
+    (
+        "Adam with and without bias correction",
+        None,
+        [
+            ("adam", {"bias_correction": True}),
+            ("adam", {"bias_correction": False}),
+        ],
+    ),
+    (
+        "Epsilon inside vs outside the square root (RMSProp, eps=0.01)",
+        None,
+        [
+            ("rmsprop", {"epsilon": "0.01", "epsilon_placement": "inside"}),
+            ("rmsprop", {"epsilon": "0.01", "epsilon_placement": "outside"}),
+        ],
+    ),
+    (
+        "keras_adaptive vs Keras built-ins (Adam, RMSProp)",
+        None,
+        [
+            ("adam", {}),
+            ("keras.Adam", {}),
+            ("rmsprop", {}),
+            ("keras.RMSprop", {}),
+        ],
+    ),
+    (
+        "Rosenbrock: SGD, Momentum, RMSProp, Adam",
+        "rosenbrock",
+        [
+            ("sgd", {"learning_rate": "0.001"}),
+            ("sgd", {"learning_rate": "0.0005", "momentum": "0.9"}),
+            ("rmsprop", {"learning_rate": "0.01"}),
+            ("adam", {"learning_rate": "0.05"}),
+        ],
+    ),
+    (
+        "Ill-conditioned quadratic: SGD, Momentum, AdaGrad, Adam",
+        "quadratic",
+        [
+            ("sgd", {"learning_rate": "0.035"}),
+            ("sgd", {"learning_rate": "0.01", "momentum": "0.9"}),
+            ("adagrad", {"learning_rate": "0.5"}),
+            ("adam", {"learning_rate": "0.1"}),
+        ],
+    ),
 ]
 
 # Download PNG runs in the browser: plotly.js draws the chart as it is on the screen (scale,
@@ -124,11 +165,11 @@ VISITOR_JS_NOTE = "runs are kept per browser"
 
 @dataclass
 class Session:
-    comparison: Optional[engine.Comparison] = None
+    comparison: engine.Comparison | None = None
     options: charts.DisplayOptions = field(default_factory=charts.DisplayOptions)
-    run_dir: Optional[str] = None
+    run_dir: str | None = None
     overlays: list = field(default_factory=list)  # run ids ticked in Earlier runs
-    saved: Optional[tuple] = None  # (run id, CSV to download) once the run has ended and is kept
+    saved: tuple | None = None  # (run id, CSV to download) once the run has ended and is kept
     drawn_at: float = 0.0  # when the page was last sent the chart
     drawn_version: int = -1  # the comparison's version it showed
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -141,12 +182,12 @@ class Sessions:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def get(self, request: Optional[gr.Request]) -> Session:
+    def get(self, request: gr.Request | None) -> Session:
         key = getattr(request, "session_hash", None) or "no-session"
         with self._lock:
             return self._sessions.setdefault(key, Session())
 
-    def close(self, request: Optional[gr.Request]) -> None:
+    def close(self, request: gr.Request | None) -> None:
         key = getattr(request, "session_hash", None) or "no-session"
         with self._lock:
             session = self._sessions.pop(key, None)
@@ -166,7 +207,7 @@ def _fmt(value: Any) -> Any:
     return "" if value is None else value
 
 
-def summary_rows(comparison: Optional[engine.Comparison]) -> list[list]:
+def summary_rows(comparison: engine.Comparison | None) -> list[list]:
     if comparison is None:
         return []
     return [[_fmt(row[c]) for c in SUMMARY_COLUMNS] for row in comparison.summary()]
@@ -188,13 +229,17 @@ def status_text(comparison: engine.Comparison) -> str:
         if comparison.stopped and comparison.finished_before_stop():
             lines.append(f"**Finished before Stop**: all {total} steps were done ({elapsed:.1f} s on {backends}).")
         elif comparison.stopped:
-            lines.append(f"**Stopped** at step {reached} of {total} (the step the workers had reached); "
-                         "the curves so far are kept.")
+            lines.append(
+                f"**Stopped** at step {reached} of {total} (the step the workers had reached); "
+                "the curves so far are kept."
+            )
         else:
             lines.append(f"**Finished** in {elapsed:.1f} s ({total} steps on {backends}).")
     difference = comparison.backend_difference()
     if difference is not None:
-        lines.append(f"Largest loss difference between the backends: **{difference[0]:.3g}** (at step {difference[1]}).")
+        lines.append(
+            f"Largest loss difference between the backends: **{difference[0]:.3g}** (at step {difference[1]})."
+        )
     lines += [f"⚠ {m}" for m in comparison.messages]
     return "\n\n".join(lines)
 
@@ -228,8 +273,18 @@ class RunSettings:
     slots: list  # per slot: (name dropdown, {param: widget}, accordion)
 
     def inputs(self) -> list:
-        return [self.task, self.cell, self.seq_len, self.epochs, self.steps_per_epoch, self.batch_size,
-                self.steps_2d, self.seed, self.backend, self.compare_backends]
+        return [
+            self.task,
+            self.cell,
+            self.seq_len,
+            self.epochs,
+            self.steps_per_epoch,
+            self.batch_size,
+            self.steps_2d,
+            self.seed,
+            self.backend,
+            self.compare_backends,
+        ]
 
     def slot_inputs(self) -> list:
         return [c for name, widgets, _ in self.slots for c in (name, *widgets.values())]
@@ -263,8 +318,13 @@ class HistoryPanel:
     note: Any
 
 
-def build(mnist_path: Optional[str], data_source: str, default_backend: str = "tensorflow",
-          limits: engine.Limits = engine.LIMITS, results_dir: str = "results") -> gr.Blocks:
+def build(
+    mnist_path: str | None,
+    data_source: str,
+    default_backend: str = "tensorflow",
+    limits: engine.Limits = engine.LIMITS,
+    results_dir: str = "results",
+) -> gr.Blocks:
     catalog = hyperparams.catalog()
     sessions = Sessions()
     store = history.Store(results_dir)
@@ -300,7 +360,9 @@ def _header(data_source: str, limits: engine.Limits) -> None:
 def _run_settings(catalog: dict, default_backend: str) -> RunSettings:
     task = gr.Dropdown(
         [(f"{t.name} — {t.description}", t.name) for t in tasks.TASKS.values()],
-        value="mnist-mlp", label="Task", elem_id="task",
+        value="mnist-mlp",
+        label="Task",
+        elem_id="task",
     )
     with gr.Row():
         cell = gr.Radio(list(tasks.CELLS), value="LSTM", label="Recurrent cell", visible=False, elem_id="cell")
@@ -316,11 +378,24 @@ def _run_settings(catalog: dict, default_backend: str) -> RunSettings:
         compare_backends = gr.Checkbox(
             False, label="Compare backends (the first optimizer on all three)", elem_id="compare-backends"
         )
-    preset = gr.Dropdown([p[0] for p in PRESETS], value=None, label="Preset (sets the optimizers below)",
-                         elem_id="preset")
+    preset = gr.Dropdown(
+        [p[0] for p in PRESETS], value=None, label="Preset (sets the optimizers below)", elem_id="preset"
+    )
     slots = _optimizer_slots(catalog)
-    return RunSettings(task, cell, seq_len, epochs, steps_per_epoch, batch_size, steps_2d, seed, backend,
-                       compare_backends, preset, slots)
+    return RunSettings(
+        task,
+        cell,
+        seq_len,
+        epochs,
+        steps_per_epoch,
+        batch_size,
+        steps_2d,
+        seed,
+        backend,
+        compare_backends,
+        preset,
+        slots,
+    )
 
 
 def _optimizer_slots(catalog: dict) -> list:
@@ -332,9 +407,15 @@ def _optimizer_slots(catalog: dict) -> list:
         entry = catalog.get(defaults[i])
         with gr.Group():
             with gr.Row():
-                name = gr.Dropdown(choices, value=defaults[i], label=f"Optimizer {i + 1}",
-                                   info=hyperparams.summary_line(entry.key) if entry else None,
-                                   elem_id=f"opt{i + 1}-name", elem_classes="slot-name", scale=3)
+                name = gr.Dropdown(
+                    choices,
+                    value=defaults[i],
+                    label=f"Optimizer {i + 1}",
+                    info=hyperparams.summary_line(entry.key) if entry else None,
+                    elem_id=f"opt{i + 1}-name",
+                    elem_classes="slot-name",
+                    scale=3,
+                )
                 widgets = {"learning_rate": _widget("learning_rate", entry, i)}
             with gr.Accordion("more hyperparameters", open=False, visible=entry is not None) as more:
                 for p in param_names:
@@ -351,33 +432,48 @@ def _chart_area() -> ChartArea:
     status = gr.Markdown("Choose optimizers and press **Train**.", elem_id="status")
     stale = gr.Markdown("", elem_id="stale")
     timer = gr.Timer(FRAME_SECONDS, active=False)  # asks for the running run's frames
-    plot = gr.Plot(charts.plot_data(charts.empty("The curves appear here while training runs.")),
-                   elem_id="plot", show_label=False, label="chart")
+    plot = gr.Plot(
+        charts.plot_data(charts.empty("The curves appear here while training runs.")),
+        elem_id="plot",
+        show_label=False,
+        label="chart",
+    )
     with gr.Row():
         log_scale = gr.Checkbox(False, label="Log-scale loss", elem_id="log-scale")
-        smoothing = gr.Slider(0, 0.99, value=0, step=0.01, label="Smoothing (raw curve stays faint)",
-                              elem_id="smoothing")
-        x_axis = gr.Radio([("step", "step"), ("wall-clock time", "time")], value="step", label="x axis",
-                          elem_id="x-axis")
-    summary = gr.Dataframe(headers=SUMMARY_COLUMNS, value=[], label="Summary", interactive=False,
-                           elem_id="summary", wrap=True,
-                           column_widths=["26%", "9%", "10%", "7%", "9%", "9%", "9%", "9%", "12%"])
+        smoothing = gr.Slider(
+            0, 0.99, value=0, step=0.01, label="Smoothing (raw curve stays faint)", elem_id="smoothing"
+        )
+        x_axis = gr.Radio(
+            [("step", "step"), ("wall-clock time", "time")], value="step", label="x axis", elem_id="x-axis"
+        )
+    summary = gr.Dataframe(
+        headers=SUMMARY_COLUMNS,
+        value=[],
+        label="Summary",
+        interactive=False,
+        elem_id="summary",
+        wrap=True,
+        column_widths=["26%", "9%", "10%", "7%", "9%", "9%", "9%", "9%", "12%"],
+    )
     with gr.Row():
         csv = gr.DownloadButton("Download CSV", interactive=False, elem_id="download-csv")
         png = gr.Button("Download PNG (the chart as shown)", interactive=False, elem_id="download-png")
     return ChartArea(train, stop, status, plot, log_scale, smoothing, x_axis, summary, csv, png, stale, timer)
 
 
-def _history_panel(store: "history.Store") -> HistoryPanel:
+def _history_panel(store: history.Store) -> HistoryPanel:
     visitor = gr.BrowserState("", storage_key="keras-adaptive-visitor", secret=store.secret())
     with gr.Accordion("Earlier runs (this browser's)", open=True):
-        runs = gr.CheckboxGroup([], value=[], label="Tick a run to lay it over the chart (same task)",
-                                elem_id="runs")
+        runs = gr.CheckboxGroup([], value=[], label="Tick a run to lay it over the chart (same task)", elem_id="runs")
         with gr.Row():
             delete = gr.Button("Delete the ticked runs", elem_id="delete-runs", size="sm")
-        bundle = gr.File(file_count="multiple", file_types=[".json", ".csv"], type="filepath",
-                         label="Open a run bundle (its config.json and records.csv, e.g. from keras-adaptive compare)",
-                         elem_id="open-bundle")
+        bundle = gr.File(
+            file_count="multiple",
+            file_types=[".json", ".csv"],
+            type="filepath",
+            label="Open a run bundle (its config.json and records.csv, e.g. from keras-adaptive compare)",
+            elem_id="open-bundle",
+        )
         note = gr.Markdown("", elem_id="history-note")
     return HistoryPanel(visitor, runs, delete, bundle, note)
 
@@ -392,13 +488,38 @@ def _wire_settings(settings: RunSettings, area: ChartArea, catalog: dict) -> Non
         facts = tasks.TASKS.get(name, tasks.TASKS["mnist-mlp"])
         model = not facts.is_2d
         cleared = charts.plot_data(charts.empty(f"Task {name}: press Train to run it."))
-        return (gr.update(visible=facts.uses_cell), gr.update(visible=facts.uses_seq_len), gr.update(visible=model),
-                gr.update(visible=model), gr.update(visible=model), gr.update(visible=not model),
-                cleared, [], gr.update(value=None, interactive=False), gr.update(interactive=False), "")
+        return (
+            gr.update(visible=facts.uses_cell),
+            gr.update(visible=facts.uses_seq_len),
+            gr.update(visible=model),
+            gr.update(visible=model),
+            gr.update(visible=model),
+            gr.update(visible=not model),
+            cleared,
+            [],
+            gr.update(value=None, interactive=False),
+            gr.update(interactive=False),
+            "",
+        )
 
-    s.task.change(on_task, s.task, [s.cell, s.seq_len, s.epochs, s.steps_per_epoch, s.batch_size, s.steps_2d,
-                                    area.plot, area.summary, area.csv, area.png, area.stale],
-                  api_visibility="private")
+    s.task.change(
+        on_task,
+        s.task,
+        [
+            s.cell,
+            s.seq_len,
+            s.epochs,
+            s.steps_per_epoch,
+            s.batch_size,
+            s.steps_2d,
+            area.plot,
+            area.summary,
+            area.csv,
+            area.png,
+            area.stale,
+        ],
+        api_visibility="private",
+    )
 
     def on_task_chosen(name: str, *keys: str):
         """A person picked a task: each slot's learning rate moves to one that moves on this task."""
@@ -415,13 +536,17 @@ def _wire_settings(settings: RunSettings, area: ChartArea, catalog: dict) -> Non
         return updates
 
     names = [name for name, _, _ in s.slots]
-    s.task.input(on_task_chosen, [s.task, *names], [widgets["learning_rate"] for _, widgets, _ in s.slots],
-                 api_visibility="private")
+    s.task.input(
+        on_task_chosen,
+        [s.task, *names],
+        [widgets["learning_rate"] for _, widgets, _ in s.slots],
+        api_visibility="private",
+    )
 
     def on_compare_backends(on: bool):
         # Compare backends runs the first optimizer on all three: the backend and slots 2-6 do not count.
         updates = [gr.update(interactive=not on)]
-        for name, widgets, _ in s.slots[1:]:
+        for _name, _widgets, _ in s.slots[1:]:
             updates += [gr.update(interactive=not on), gr.update(interactive=not on)]
         return updates
 
@@ -429,12 +554,15 @@ def _wire_settings(settings: RunSettings, area: ChartArea, catalog: dict) -> Non
     s.compare_backends.change(on_compare_backends, s.compare_backends, compare_outputs, api_visibility="private")
 
     for name, widgets, more in s.slots:
+
         def on_optimizer(key: str, task_name: str, widgets=widgets):
             facts = tasks.TASKS.get(task_name)
             rate = facts.learning_rate_for(key) if facts is not None and key in catalog else None
             values = {"learning_rate": hyperparams.format_number(rate)} if rate is not None else {}
-            return [gr.update(info=hyperparams.summary_line(key) if key in catalog else ""),
-                    *_slot_updates(key, widgets, values)]
+            return [
+                gr.update(info=hyperparams.summary_line(key) if key in catalog else ""),
+                *_slot_updates(key, widgets, values),
+            ]
 
         name.input(on_optimizer, [name, s.task], [name, *widgets.values(), more], api_visibility="private")
 
@@ -446,7 +574,7 @@ def _wire_settings(settings: RunSettings, area: ChartArea, catalog: dict) -> Non
             return [gr.skip()] * (len(slot_outputs) + 2)
         _, preset_task, chosen = match[0]
         updates = []
-        for i, (name, widgets, more) in enumerate(s.slots):
+        for i, (_name, widgets, _more) in enumerate(s.slots):
             key, values = chosen[i] if i < len(chosen) else (NONE, {})
             updates.append(gr.update(value=key, info=hyperparams.summary_line(key) if key in catalog else ""))
             updates += _slot_updates(key, widgets, values)
@@ -462,7 +590,7 @@ def _chosen_optimizers(slot_values: list, catalog: dict) -> list:
     per_slot = 1 + len(param_names)
     chosen = []
     for i in range(SLOTS):
-        values = slot_values[i * per_slot:(i + 1) * per_slot]
+        values = slot_values[i * per_slot : (i + 1) * per_slot]
         key = values[0]
         if not key or key == NONE:
             continue
@@ -474,7 +602,7 @@ def _chosen_optimizers(slot_values: list, catalog: dict) -> list:
     return chosen
 
 
-def _shown(session: Session, store: "history.Store", visitor: str) -> tuple[list, str]:
+def _shown(session: Session, store: history.Store, visitor: str) -> tuple[list, str]:
     """The runs to draw: the session's current one, then the ticked earlier runs of the same task."""
     current = session.comparison
     runs = [charts.Shown(current)] if current is not None else []
@@ -489,22 +617,30 @@ def _shown(session: Session, store: "history.Store", visitor: str) -> tuple[list
             skipped.append(run_id)
             continue
         first = sum(len(r.comparison.series) for r in runs)
-        runs.append(charts.Shown(earlier, prefix=f"[{earlier.created[11:19]}] ", dash="dot" if runs else None,
-                                 first_index=first))
+        runs.append(
+            charts.Shown(
+                earlier, prefix=f"[{earlier.created[11:19]}] ", dash="dot" if runs else None, first_index=first
+            )
+        )
     note = f"Not laid over (another task): {', '.join(skipped)}." if skipped else ""
     return runs, note
 
 
-def _figure(session: Session, store: "history.Store", visitor: str, note: str = "") -> Any:
+def _figure(session: Session, store: history.Store, visitor: str, note: str = "") -> Any:
     runs, skipped = _shown(session, store, visitor)
     if not runs:
         return charts.plot_data(charts.empty(note or "Choose optimizers and press Train."))
     main = runs[0].comparison
     fig = charts.figure(runs, session.options, title=_title(main), note=note)
-    lines = [part for line in config_text(main, session.options).splitlines()
-             for part in textwrap.wrap(line, PNG_LINE_CHARS, subsequent_indent="    ", break_on_hyphens=False)]
-    fig["layout"]["meta"] = {"config": "\n".join(lines),
-                             "filename": f"keras-adaptive-{main.config.task}-{main.run_id}.png"}
+    lines = [
+        part
+        for line in config_text(main, session.options).splitlines()
+        for part in textwrap.wrap(line, PNG_LINE_CHARS, subsequent_indent="    ", break_on_hyphens=False)
+    ]
+    fig["layout"]["meta"] = {
+        "config": "\n".join(lines),
+        "filename": f"keras-adaptive-{main.config.task}-{main.run_id}.png",
+    }
     return charts.plot_data(fig)
 
 
@@ -514,15 +650,39 @@ def _title(comparison: engine.Comparison) -> str:
     return f"{comparison.config.task} on {', '.join(backends)}{styles} · run {comparison.run_id}"
 
 
-def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryPanel, sessions: Sessions,
-                   store: "history.Store", catalog: dict, mnist_path: Optional[str], limits: engine.Limits) -> None:
+def _wire_training(
+    demo,
+    settings: RunSettings,
+    area: ChartArea,
+    panel: HistoryPanel,
+    sessions: Sessions,
+    store: history.Store,
+    catalog: dict,
+    mnist_path: str | None,
+    limits: engine.Limits,
+) -> None:
     s = settings
     run_inputs = [*s.inputs(), *area.display_inputs(), panel.visitor, *s.slot_inputs()]
     outputs = [area.plot, area.summary, area.status, area.csv, area.png, panel.runs, area.stale]
 
     def train(values: dict, request: gr.Request) -> tuple:
-        (task_name, cell_name, seq, n_epochs, n_steps, n_batch, n_steps_2d, seed_value, backend_name,
-         all_backends, log_value, smoothing_value, x_axis_value, visitor, *slot_values) = [values[c] for c in run_inputs]
+        (
+            task_name,
+            cell_name,
+            seq,
+            n_epochs,
+            n_steps,
+            n_batch,
+            n_steps_2d,
+            seed_value,
+            backend_name,
+            all_backends,
+            log_value,
+            smoothing_value,
+            x_axis_value,
+            visitor,
+            *slot_values,
+        ) = [values[c] for c in run_inputs]
         session = sessions.get(request)
         session.options = charts.DisplayOptions(bool(log_value), float(smoothing_value or 0), x_axis_value)
         chosen = _chosen_optimizers(slot_values, catalog)
@@ -539,9 +699,18 @@ def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryP
                 session.comparison.stop()
             try:
                 config = engine.check_config(
-                    task_name, chosen, backends, epochs=n_epochs, steps_per_epoch=n_steps,
-                    batch_size=n_batch, steps_2d=n_steps_2d, seed=seed_value, cell=cell_name,
-                    seq_len=seq, mnist_path=mnist_path, limits=limits,
+                    task_name,
+                    chosen,
+                    backends,
+                    epochs=n_epochs,
+                    steps_per_epoch=n_steps,
+                    batch_size=n_batch,
+                    steps_2d=n_steps_2d,
+                    seed=seed_value,
+                    cell=cell_name,
+                    seq_len=seq,
+                    mnist_path=mnist_path,
+                    limits=limits,
                 )
                 comparison = engine.Comparison(config, limits)
                 if note:
@@ -551,9 +720,16 @@ def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryP
                 session.comparison = comparison
             except ValueError as error:
                 return gr.skip(), gr.skip(), error_text(error), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return (_figure(session, store, visitor, "Starting the worker processes…"), [], status_text(comparison),
-                gr.update(value=None, interactive=False), gr.update(interactive=False), gr.skip(), "",
-                gr.Timer(active=True))
+        return (
+            _figure(session, store, visitor, "Starting the worker processes…"),
+            [],
+            status_text(comparison),
+            gr.update(value=None, interactive=False),
+            gr.update(interactive=False),
+            gr.skip(),
+            "",
+            gr.Timer(active=True),
+        )
 
     area.train.click(train, set(run_inputs), [*outputs, area.timer], api_name="train", concurrency_limit=16)
 
@@ -573,25 +749,48 @@ def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryP
                 session.saved = (comparison.run_id, None)  # drawn: the next tick only stops the timer
                 if csv_path is None:
                     return (*skip, gr.Timer(active=False))
-                return (_figure(session, store, visitor), summary_rows(comparison), status_text(comparison),
-                        gr.update(value=csv_path, interactive=True), gr.update(interactive=True),
-                        _runs_update(store, visitor, session), gr.skip(), gr.Timer(active=False))
+                return (
+                    _figure(session, store, visitor),
+                    summary_rows(comparison),
+                    status_text(comparison),
+                    gr.update(value=csv_path, interactive=True),
+                    gr.update(interactive=True),
+                    _runs_update(store, visitor, session),
+                    gr.skip(),
+                    gr.Timer(active=False),
+                )
             chart = time.monotonic() - session.drawn_at >= CHART_SECONDS and comparison.version != session.drawn_version
             if chart:
                 session.drawn_at, session.drawn_version = time.monotonic(), comparison.version
-            return (_figure(session, store, visitor) if chart else gr.skip(),
-                    summary_rows(comparison) if chart else gr.skip(), status_text(comparison),
-                    gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+            return (
+                _figure(session, store, visitor) if chart else gr.skip(),
+                summary_rows(comparison) if chart else gr.skip(),
+                status_text(comparison),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+            )
 
-    area.timer.tick(refresh, [panel.visitor], [*outputs, area.timer], api_visibility="private",
-                    concurrency_limit=None, trigger_mode="once", show_progress="hidden")
+    area.timer.tick(
+        refresh,
+        [panel.visitor],
+        [*outputs, area.timer],
+        api_visibility="private",
+        concurrency_limit=None,
+        trigger_mode="once",
+        show_progress="hidden",
+    )
 
     def settings_changed(request: gr.Request):
         session = sessions.get(request)
         if session.comparison is None:
             return gr.skip()
-        return (f"⚠ The chart shows run {session.comparison.run_id}, made with other settings (its title and PNG "
-                "say which): press **Train** to run these.")
+        return (
+            f"⚠ The chart shows run {session.comparison.run_id}, made with other settings (its title and PNG "
+            "say which): press **Train** to run these."
+        )
 
     for widget in [*s.inputs(), *s.slot_inputs()]:
         if widget is not s.task:  # a new task clears the chart instead
@@ -617,12 +816,13 @@ def _wire_training(demo, settings: RunSettings, area: ChartArea, panel: HistoryP
         return _figure(session, store, visitor)
 
     for widget in area.display_inputs():
-        widget.change(redraw, [*area.display_inputs(), panel.visitor], area.plot, api_visibility="private",
-                      concurrency_limit=None)
+        widget.change(
+            redraw, [*area.display_inputs(), panel.visitor], area.plot, api_visibility="private", concurrency_limit=None
+        )
     area.png.click(None, None, None, js=PNG_JS)
 
 
-def _follow(session: Session, comparison: engine.Comparison, store: "history.Store", visitor: str) -> None:
+def _follow(session: Session, comparison: engine.Comparison, store: history.Store, visitor: str) -> None:
     """Start `comparison` and drive it to its end with the engine's loop (`Comparison.run`, as the
     command line does) in a thread of its own, so what the workers report is taken in as it
     comes whatever the page does; then keep the run as a bundle for the page's last frame."""
@@ -638,7 +838,7 @@ def _follow(session: Session, comparison: engine.Comparison, store: "history.Sto
     threading.Thread(target=drive, name=f"run-{comparison.run_id}", daemon=True).start()
 
 
-def _save(session: Session, store: "history.Store", visitor: str, comparison: Optional[engine.Comparison] = None) -> str:
+def _save(session: Session, store: history.Store, visitor: str, comparison: engine.Comparison | None = None) -> str:
     """Keep the run as a bundle in the visitor's folder; the CSV to download, named for the run."""
     comparison = comparison or session.comparison
     bundle = store.save(visitor, comparison)
@@ -649,15 +849,16 @@ def _save(session: Session, store: "history.Store", visitor: str, comparison: Op
     return csv_path
 
 
-def _runs_update(store: "history.Store", visitor: str, session: Session) -> Any:
+def _runs_update(store: history.Store, visitor: str, session: Session) -> Any:
     choices = store.choices(visitor)
     ids = {value for _, value in choices}
     session.overlays = [r for r in session.overlays if r in ids]
     return gr.update(choices=choices, value=session.overlays)
 
 
-def _wire_history(demo, settings: RunSettings, area: ChartArea, panel: HistoryPanel, sessions: Sessions,
-                  store: "history.Store") -> None:
+def _wire_history(
+    demo, settings: RunSettings, area: ChartArea, panel: HistoryPanel, sessions: Sessions, store: history.Store
+) -> None:
     def on_load(visitor: str, backend: str, request: gr.Request):
         engine.SPARES.warm(backend)  # a worker with Keras imported, ready for the first Train
         visitor = visitor if history.is_visitor_id(visitor) else history.new_visitor_id()
@@ -679,11 +880,14 @@ def _wire_history(demo, settings: RunSettings, area: ChartArea, panel: HistoryPa
         session = sessions.get(request)
         removed = [r for r in (ticked or []) if store.delete(visitor, r)]
         session.overlays = []
-        note = f"Deleted {len(removed)} run{'s' if len(removed) != 1 else ''}." if removed else "Tick the runs to delete."
+        note = (
+            f"Deleted {len(removed)} run{'s' if len(removed) != 1 else ''}." if removed else "Tick the runs to delete."
+        )
         return _runs_update(store, visitor, session), _figure(session, store, visitor), note
 
-    panel.delete.click(on_delete, [panel.runs, panel.visitor], [panel.runs, area.plot, panel.note],
-                       api_visibility="private")
+    panel.delete.click(
+        on_delete, [panel.runs, panel.visitor], [panel.runs, area.plot, panel.note], api_visibility="private"
+    )
 
     def on_bundle(paths: list, visitor: str, request: gr.Request):
         session = sessions.get(request)
@@ -701,21 +905,41 @@ def _wire_history(demo, settings: RunSettings, area: ChartArea, panel: HistoryPa
         if session.comparison is None:
             session.comparison = earlier
         shown = session.comparison
-        status = (f"Showing run **{shown.run_id}** ({shown.config.task}, {shown.created}) from the history."
-                  if shown is earlier else gr.skip())
-        return (_runs_update(store, visitor, session), _figure(session, store, visitor),
-                f"Opened run {run_id} ({earlier.config.task}).", summary_rows(shown), status)
+        status = (
+            f"Showing run **{shown.run_id}** ({shown.config.task}, {shown.created}) from the history."
+            if shown is earlier
+            else gr.skip()
+        )
+        return (
+            _runs_update(store, visitor, session),
+            _figure(session, store, visitor),
+            f"Opened run {run_id} ({earlier.config.task}).",
+            summary_rows(shown),
+            status,
+        )
 
-    panel.bundle.upload(on_bundle, [panel.bundle, panel.visitor],
-                        [panel.runs, area.plot, panel.note, area.summary, area.status], api_visibility="private")
+    panel.bundle.upload(
+        on_bundle,
+        [panel.bundle, panel.visitor],
+        [panel.runs, area.plot, panel.note, area.summary, area.status],
+        api_visibility="private",
+    )
 
 
-def _api(sessions: Sessions, mnist_path: Optional[str], limits: engine.Limits, default_backend: str) -> None:
+def _api(sessions: Sessions, mnist_path: str | None, limits: engine.Limits, default_backend: str) -> None:
     """The API: one call with the command line's optimizer syntax."""
 
-    def compare(task: str = "mnist-mlp", optimizers: str = "adam,rmsprop", backend: str = default_backend,
-                epochs: int = 1, steps_per_epoch: int = 20, batch_size: int = 64, steps_2d: int = 100,
-                seed: int = 0, request: gr.Request = None) -> Iterator[dict]:
+    def compare(
+        task: str = "mnist-mlp",
+        optimizers: str = "adam,rmsprop",
+        backend: str = default_backend,
+        epochs: int = 1,
+        steps_per_epoch: int = 20,
+        batch_size: int = 64,
+        steps_2d: int = 100,
+        seed: int = 0,
+        request: gr.Request = None,
+    ) -> Iterator[dict]:
         """Train `optimizers` (comma-separated, e.g. "adam,rmsprop:learning_rate=0.01:centered=true")
         on `task` with `backend` ("tensorflow", "jax", "torch" or "all"); yields progress dicts
         {"status", "running", "summary"} while training runs."""
@@ -723,9 +947,18 @@ def _api(sessions: Sessions, mnist_path: Optional[str], limits: engine.Limits, d
         try:
             chosen = hyperparams.split_spec_list(optimizers)
             backends = list(engine.BACKENDS) if backend == "all" else [backend]
-            config = engine.check_config(task, chosen, backends, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                                         batch_size=batch_size, steps_2d=steps_2d, seed=seed,
-                                         mnist_path=mnist_path, limits=limits)
+            config = engine.check_config(
+                task,
+                chosen,
+                backends,
+                epochs=epochs,
+                steps_per_epoch=steps_per_epoch,
+                batch_size=batch_size,
+                steps_2d=steps_2d,
+                seed=seed,
+                mnist_path=mnist_path,
+                limits=limits,
+            )
             with session.lock:
                 if session.comparison is not None and session.comparison.running:
                     session.comparison.stop()
@@ -744,7 +977,7 @@ def _api(sessions: Sessions, mnist_path: Optional[str], limits: engine.Limits, d
     gr.api(compare, api_name="compare", concurrency_limit=16)
 
 
-def _widget(param: str, entry: Optional[hyperparams.OptimizerEntry], slot: int) -> Any:
+def _widget(param: str, entry: hyperparams.OptimizerEntry | None, slot: int) -> Any:
     """One hyperparameter's widget for a slot; shown when the slot's optimizer has it."""
     spec = hyperparams.find_param(param)
     own = {p.name: p for p in entry.params} if entry else {}
@@ -755,10 +988,19 @@ def _widget(param: str, entry: Optional[hyperparams.OptimizerEntry], slot: int) 
     if spec.kind == "bool":
         return gr.Checkbox(value, label=param, info=info, visible=visible, elem_id=elem_id, min_width=120)
     if spec.kind == "choice":
-        return gr.Radio(list(spec.choices), value=value, label=param, info=info, visible=visible, elem_id=elem_id,
-                        min_width=120)
-    return gr.Textbox(value, label=param, visible=visible, elem_id=elem_id, min_width=100, max_lines=1,
-                      scale=1 if param == "learning_rate" else None, info=info if param != "learning_rate" else None)
+        return gr.Radio(
+            list(spec.choices), value=value, label=param, info=info, visible=visible, elem_id=elem_id, min_width=120
+        )
+    return gr.Textbox(
+        value,
+        label=param,
+        visible=visible,
+        elem_id=elem_id,
+        min_width=100,
+        max_lines=1,
+        scale=1 if param == "learning_rate" else None,
+        info=info if param != "learning_rate" else None,
+    )
 
 
 def _slot_updates(key: str, widgets: dict, values: dict) -> list:

@@ -101,13 +101,23 @@ def _training_loss(ax: Any, comparison: Any, options: DisplayOptions, by_time: b
         (line,) = ax.plot(x, y, linewidth=1.5, label=label, **style)
         line.set_gid(f"loss-{s_index}")
         if s.blown_up_at is not None:
-            ax.annotate(f"✖ {s.blow_up_message()}", (0.01, 0.97 - 0.05 * s_index), xycoords="axes fraction",
-                        va="top", color=style["color"], fontsize=8)
+            ax.annotate(
+                f"✖ {s.blow_up_message()}",
+                (0.01, 0.97 - 0.05 * s_index),
+                xycoords="axes fraction",
+                va="top",
+                color=style["color"],
+                fontsize=8,
+            )
     if options.log_scale:
         ax.set_yscale("log")
     if any(s.blown_up_at is not None for s in comparison.series):  # keep the axis to what did not blow up
-        kept = [v for s in comparison.series for st, v in zip(s.steps, s.losses)
-                if math.isfinite(v) and (s.blown_up_at is None or st < s.blown_up_at)]
+        kept = [
+            v
+            for s in comparison.series
+            for st, v in zip(s.steps, s.losses)
+            if math.isfinite(v) and (s.blown_up_at is None or st < s.blown_up_at)
+        ]
         if kept:
             low, high = min(kept), max(kept)
             if options.log_scale and low > 0:
@@ -172,7 +182,9 @@ def _statistics(axes: list, comparison: Any, by_time: bool) -> None:
             keep = [j for j, v in enumerate(values) if v > 0]  # a log axis shows positive values only
             if keep:
                 x = _x(s, [steps[j] for j in keep], by_time)
-                (line,) = ax.plot(x, [values[j] for j in keep], label=s.label, linewidth=1.3, **_style(s, several_backends))
+                (line,) = ax.plot(
+                    x, [values[j] for j in keep], label=s.label, linewidth=1.3, **_style(s, several_backends)
+                )
                 line.set_gid(f"{gid}-{s_index}")
         ax.set_title(title_2d if config.task_facts.is_2d else title, fontsize=10, loc="left")
         ax.grid(alpha=0.3)
@@ -183,8 +195,15 @@ def _statistics(axes: list, comparison: Any, by_time: bool) -> None:
         if ax.lines:
             _log_y(ax)
         elif missing and len(missing) == len(config.optimizers):
-            ax.text(0.5, 0.5, "keras_adaptive optimizers only", ha="center", va="center", transform=ax.transAxes,
-                    color="0.5")
+            ax.text(
+                0.5,
+                0.5,
+                "keras_adaptive optimizers only",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="0.5",
+            )
     for ax in axes[:-1]:
         ax.tick_params(labelbottom=False)
     axes[-1].set_xlabel("seconds of step time" if by_time else "step")
@@ -220,8 +239,9 @@ def _figure_2d(comparison: Any, options: DisplayOptions) -> Figure:
             (line,) = ax_loss.plot(x, y, label=s.label, **style)
             line.set_gid(f"loss-{s_index}")
             if s.blown_up_at is not None:
-                ax_path.annotate(f"blown up at step {s.blown_up_at}", (s.xs[-1], s.ys[-1]), color=style["color"],
-                                 fontsize=9)
+                ax_path.annotate(
+                    f"blown up at step {s.blown_up_at}", (s.xs[-1], s.ys[-1]), color=style["color"], fontsize=9
+                )
     ax_path.set_xlim(*fn.xlim)
     ax_path.set_ylim(*fn.ylim)
     ax_path.set_title(f"{config.task}: {fn.formula}\n{_backend_note(comparison)}", fontsize=11)

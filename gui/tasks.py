@@ -8,8 +8,9 @@ run in the worker, after `KERAS_BACKEND` is set).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,12 @@ FUNCTIONS_2D = {
         beale, (1.0, 1.5), (3.0, 0.5), (-1.0, 4.0), (-1.5, 2.0), "(1.5-x+xy)² + (2.25-x+xy²)² + (2.625-x+xy³)²"
     ),
     "quadratic": Function2D(
-        quadratic, (-4.0, 1.0), (0.0, 0.0), (-5.0, 5.0), (-2.0, 2.0), f"½(x² + {QUADRATIC_CONDITION:g}·y²), condition number {QUADRATIC_CONDITION:g}"
+        quadratic,
+        (-4.0, 1.0),
+        (0.0, 0.0),
+        (-5.0, 5.0),
+        (-2.0, 2.0),
+        f"½(x² + {QUADRATIC_CONDITION:g}·y²), condition number {QUADRATIC_CONDITION:g}",
     ),
 }
 
@@ -83,7 +89,7 @@ class Task:
         return self.kind == "2d"
 
     @property
-    def function(self) -> "Function2D":
+    def function(self) -> Function2D:
         return FUNCTIONS_2D[self.name]
 
     @property
@@ -93,23 +99,66 @@ class Task:
 
 TASKS = {
     "mnist-mlp": Task("mnist-mlp", "classify", "MLP 784-64-10 on MNIST", uses_mnist=True, classes=10),
-    "mnist-cnn": Task("mnist-cnn", "classify", "small CNN (conv 8, conv 16, dense 10) on MNIST", uses_mnist=True,
-                      classes=10),
-    "mnist-rnn": Task("mnist-rnn", "classify",
-                      f"{HIDDEN_UNITS}-unit LSTM/GRU reading MNIST row by row (28 steps of 28 pixels)",
-                      uses_mnist=True, uses_cell=True, classes=10),
-    "adding": Task("adding", "regress",
-                   f"adding problem: a {HIDDEN_UNITS}-unit LSTM/GRU sums the 2 marked numbers of a sequence",
-                   uses_cell=True, uses_seq_len=True),
-    "rosenbrock": Task("rosenbrock", "2d", "Rosenbrock function " + FUNCTIONS_2D["rosenbrock"].formula,
-                       learning_rates=(("sgd", 0.001), ("adagrad", 0.5), ("rmsprop", 0.01), ("adadelta", 1.0),
-                                       ("adam", 0.05), ("adamw", 0.05), ("nadam", 0.05))),
-    "beale": Task("beale", "2d", "Beale function " + FUNCTIONS_2D["beale"].formula,
-                  learning_rates=(("sgd", 0.01), ("adagrad", 0.5), ("rmsprop", 0.01), ("adadelta", 1.0),
-                                  ("adam", 0.05), ("adamw", 0.05), ("nadam", 0.05))),
-    "quadratic": Task("quadratic", "2d", "ill-conditioned quadratic " + FUNCTIONS_2D["quadratic"].formula,
-                      learning_rates=(("sgd", 0.035), ("adagrad", 0.5), ("rmsprop", 0.05), ("adadelta", 1.0),
-                                      ("adam", 0.1), ("adamw", 0.1), ("nadam", 0.1))),
+    "mnist-cnn": Task(
+        "mnist-cnn", "classify", "small CNN (conv 8, conv 16, dense 10) on MNIST", uses_mnist=True, classes=10
+    ),
+    "mnist-rnn": Task(
+        "mnist-rnn",
+        "classify",
+        f"{HIDDEN_UNITS}-unit LSTM/GRU reading MNIST row by row (28 steps of 28 pixels)",
+        uses_mnist=True,
+        uses_cell=True,
+        classes=10,
+    ),
+    "adding": Task(
+        "adding",
+        "regress",
+        f"adding problem: a {HIDDEN_UNITS}-unit LSTM/GRU sums the 2 marked numbers of a sequence",
+        uses_cell=True,
+        uses_seq_len=True,
+    ),
+    "rosenbrock": Task(
+        "rosenbrock",
+        "2d",
+        "Rosenbrock function " + FUNCTIONS_2D["rosenbrock"].formula,
+        learning_rates=(
+            ("sgd", 0.001),
+            ("adagrad", 0.5),
+            ("rmsprop", 0.01),
+            ("adadelta", 1.0),
+            ("adam", 0.05),
+            ("adamw", 0.05),
+            ("nadam", 0.05),
+        ),
+    ),
+    "beale": Task(
+        "beale",
+        "2d",
+        "Beale function " + FUNCTIONS_2D["beale"].formula,
+        learning_rates=(
+            ("sgd", 0.01),
+            ("adagrad", 0.5),
+            ("rmsprop", 0.01),
+            ("adadelta", 1.0),
+            ("adam", 0.05),
+            ("adamw", 0.05),
+            ("nadam", 0.05),
+        ),
+    ),
+    "quadratic": Task(
+        "quadratic",
+        "2d",
+        "ill-conditioned quadratic " + FUNCTIONS_2D["quadratic"].formula,
+        learning_rates=(
+            ("sgd", 0.035),
+            ("adagrad", 0.5),
+            ("rmsprop", 0.05),
+            ("adadelta", 1.0),
+            ("adam", 0.1),
+            ("adamw", 0.1),
+            ("nadam", 0.1),
+        ),
+    ),
 }
 
 

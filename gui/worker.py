@@ -36,7 +36,8 @@ import math
 import os
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -204,7 +205,7 @@ class _Trainer:
             if monitor is None:
                 continue
             monitor.flush()
-            records = monitor.records[self.records_seen[i]:]
+            records = monitor.records[self.records_seen[i] :]
             self.records_seen[i] += len(records)
             for r in records:
                 if r["variable"] == MODEL:
@@ -285,7 +286,14 @@ class _Trainer:
                     val_loss, val_acc = self.evaluate(model, kind)
                     self.flush(force=True)
                     self.send(
-                        {"type": "epoch", "series": i, "epoch": epoch + 1, "step": step, "val_loss": val_loss, "val_acc": val_acc}
+                        {
+                            "type": "epoch",
+                            "series": i,
+                            "epoch": epoch + 1,
+                            "step": step,
+                            "val_loss": val_loss,
+                            "val_acc": val_acc,
+                        }
                     )
         return False
 
@@ -297,7 +305,9 @@ class _Trainer:
         from keras_adaptive_gui import tasks
 
         self.function = tasks.FUNCTIONS_2D[self.config["task"]]
-        self.points = [keras.Variable(np.array(self.function.start, dtype="float32"), name="xy") for _ in self.optimizers]
+        self.points = [
+            keras.Variable(np.array(self.function.start, dtype="float32"), name="xy") for _ in self.optimizers
+        ]
         for optimizer, point in zip(self.optimizers, self.points):
             optimizer.build([point])
         self.steps = [_compiled_step(self.function.f, o, p) for o, p in zip(self.optimizers, self.points)]
@@ -311,7 +321,9 @@ class _Trainer:
         for i, point in enumerate(self.points):
             x, y = (float(v) for v in ops.convert_to_numpy(point.value))
             position.append((x, y))
-            self.rows.append({"series": i, "step": 0, "time": 0.0, "loss": float(self.function.f(x, y)), "x": x, "y": y})
+            self.rows.append(
+                {"series": i, "step": 0, "time": 0.0, "loss": float(self.function.f(x, y)), "x": x, "y": y}
+            )
         for step in range(1, self.config["steps_2d"] + 1):
             for i, (optimizer, point) in enumerate(zip(self.optimizers, self.points)):
                 if not alive[i]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import keras
 from keras.src.optimizers.base_optimizer import BaseOptimizer
@@ -43,8 +43,23 @@ TORCH_KERNELS = {
     "foreach_nadam": ("torch.optim.nadam", "_multi_tensor_nadam"),
 }
 # The `torch._foreach_*` operations of the generic multi-tensor path (`backend/torch_multi_tensor.py`).
-TORCH_FOREACH = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "neg", "neg_", "reciprocal",
-                 "reciprocal_", "sqrt", "maximum", "copy_")
+TORCH_FOREACH = (
+    "add",
+    "add_",
+    "sub",
+    "sub_",
+    "mul",
+    "mul_",
+    "div",
+    "div_",
+    "neg",
+    "neg_",
+    "reciprocal",
+    "reciprocal_",
+    "sqrt",
+    "maximum",
+    "copy_",
+)
 
 
 def _unsupported(what: str) -> None:
@@ -76,7 +91,7 @@ except ImportError:
 # --- PyTorch (imported only on the torch backend) ---------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torch_parts() -> dict:
     """Keras' torch-backend helpers and PyTorch's kernels that the torch fast path uses, by name;
     None for each that this Keras or PyTorch lacks."""
@@ -90,9 +105,14 @@ def torch_parts() -> dict:
         from keras.src.backend.torch.core import Variable, get_device, to_torch_dtype
 
         has_value = "_value" in Variable._initialize.__code__.co_names or "_value" in (
-            Variable._direct_assign.__code__.co_names)
-        parts.update(get_autocast_scope=get_autocast_scope, get_device=get_device, to_torch_dtype=to_torch_dtype,
-                     variable_value=(lambda v: v._value) if has_value else None)
+            Variable._direct_assign.__code__.co_names
+        )
+        parts.update(
+            get_autocast_scope=get_autocast_scope,
+            get_device=get_device,
+            to_torch_dtype=to_torch_dtype,
+            variable_value=(lambda v: v._value) if has_value else None,
+        )
     except (ImportError, AttributeError):
         parts.update(get_autocast_scope=None, get_device=None, to_torch_dtype=None, variable_value=None)
     for op in TORCH_FOREACH:
@@ -109,12 +129,13 @@ def torch_missing(names: tuple = ()) -> list:
     """What the torch fast path needs (all of its generic part, and the kernels in `names`) and
     this Keras or PyTorch lacks; empty when it can run."""
     generic = ("get_autocast_scope", "get_device", "to_torch_dtype", "variable_value") + tuple(
-        f"_foreach_{op}" for op in TORCH_FOREACH)
+        f"_foreach_{op}" for op in TORCH_FOREACH
+    )
     parts = torch_parts()
     return [name for name in generic + tuple(names) if parts[name] is None]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torch_fast_path_available() -> bool:
     """Whether the generic torch multi-tensor path can run; warns once where it cannot."""
     missing = torch_missing()
@@ -130,8 +151,8 @@ def torch_fast_path_available() -> bool:
     return not missing
 
 
-@functools.lru_cache(maxsize=None)
-def torch_kernel(name: str) -> Optional[Callable]:
+@functools.cache
+def torch_kernel(name: str) -> Callable | None:
     """PyTorch's kernel `name` (a key of `TORCH_KERNELS`), or None with a warning, once, if missing."""
     kernel = torch_parts()[name]
     if kernel is None:

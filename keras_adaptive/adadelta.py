@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import keras
 from keras import ops
@@ -65,7 +65,7 @@ class AdaDelta(AdaptiveOptimizer):
         rho: float = 0.95,
         epsilon: float = 1e-6,
         momentum: float = 0.0,
-        name: Optional[str] = None,
+        name: str | None = None,
         **kwargs: Any,
     ) -> None:
         check_unit_interval("rho", rho)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import keras
 from keras import ops
@@ -58,7 +58,7 @@ class AdaGrad(AdaptiveOptimizer):
         initial_accumulator_value: float = 0.0,
         epsilon: float = 1e-7,
         epsilon_placement: str = "inside",
-        name: Optional[str] = None,
+        name: str | None = None,
         **kwargs: Any,
     ) -> None:
         check_non_negative("initial_accumulator_value", initial_accumulator_value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import keras
 from keras import ops
@@ -75,7 +75,7 @@ class Adam(AdaptiveOptimizer):
         amsgrad: bool = False,
         bias_correction: bool = True,
         epsilon_placement: str = "outside",
-        name: Optional[str] = None,
+        name: str | None = None,
         **kwargs: Any,
     ) -> None:
         check_unit_interval("beta_1", beta_1)
@@ -107,7 +107,9 @@ class Adam(AdaptiveOptimizer):
 
     def step_size(self, variable: Any, learning_rate: Any) -> StepSize:
         (v,) = self.slots(variable, "max_second_moment" if self.amsgrad else "second_moment")
-        alpha_hat, c_2 = self.step_scalars(learning_rate, self.compute_dtype(variable))  # (4): m_hat's 1 / (1 - beta_1^t)
+        alpha_hat, c_2 = self.step_scalars(
+            learning_rate, self.compute_dtype(variable)
+        )  # (4): m_hat's 1 / (1 - beta_1^t)
         v_hat = v if c_2 is None else v * c_2  # (4)
         return StepSize(alpha_hat, denominator=rms_denominator(v_hat, self.epsilon, self.epsilon_placement))  # (5)
 
@@ -155,7 +157,7 @@ class AdamW(Adam):
     """
 
     def __init__(
-        self, learning_rate: Any = 0.001, weight_decay: float = 0.004, name: Optional[str] = None, **kwargs: Any
+        self, learning_rate: Any = 0.001, weight_decay: float = 0.004, name: str | None = None, **kwargs: Any
     ) -> None:
         # Adam treats a missing decay as none; AdamW without its decay is a mistake, not Adam.
         check_non_negative("weight_decay", weight_decay)

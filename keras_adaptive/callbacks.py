@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Optional, Sequence
-
-import numpy as np
+from collections.abc import Sequence
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_adaptive.backend.ops import l2_norms
@@ -104,11 +103,11 @@ class OptimizerMonitor(keras.callbacks.Callback):
     def __init__(
         self,
         every: int = 10,
-        csv_path: Optional[str] = None,
+        csv_path: str | None = None,
         log_to_history: bool = True,
         max_samples: int = 4096,
         percentiles: Sequence[float] = (10, 50, 90),
-        variables: Optional[Sequence[str]] = None,
+        variables: Sequence[str] | None = None,
         summary: bool = False,
     ) -> None:
         super().__init__()
@@ -162,9 +161,7 @@ class OptimizerMonitor(keras.callbacks.Callback):
         steps = getattr(model, "steps_per_execution", 1)
         self._steps_per_call = steps if isinstance(steps, int) and steps > 0 else 1
         all_variables = list(model.trainable_variables)
-        watched = [
-            v for v in all_variables if self.variables is None or any(name in v.path for name in self.variables)
-        ]
+        watched = [v for v in all_variables if self.variables is None or any(name in v.path for name in self.variables)]
         # Another `fit` of the same model: keep the samples and the observed training function
         # (tracing and compiling it again would cost every `fit` a fraction of a second).
         if self._observed:  # a `fit` that stopped on an error left the observed function
@@ -319,21 +316,28 @@ class OptimizerMonitor(keras.callbacks.Callback):
         count = len(self._watched)
         # The samples stay float32 (NumPy sorts them twice as fast): only order statistics are kept.
         changes, befores, norms = np.split(flats[:, : 3 * count].astype(np.float64), 3, axis=1)
-        samples = flats[:, 3 * count:]
+        samples = flats[:, 3 * count :]
         bounds = np.cumsum([0] + [self._sample_sizes[k] for k in self._sample_order])
         percentiles = {
             k: _percentiles(samples[:, start:end], self.percentiles)
             for k, start, end in zip(self._sample_order, bounds[:-1], bounds[1:])
         }
-        rows = [np.column_stack([percentiles[k], changes[:, k] / (befores[:, k] + _TINY), norms[:, k]]) for k in range(count)]
+        rows = [
+            np.column_stack([percentiles[k], changes[:, k] / (befores[:, k] + _TINY), norms[:, k]])
+            for k in range(count)
+        ]
         names = [v.path for v in self._watched]
         if self.summary:
             names.append(MODEL)
-            rows.append(np.column_stack([
-                _weighted_percentiles(samples, self._sample_weights, self.percentiles),
-                _norm(changes) / (_norm(befores) + _TINY),
-                _norm(norms),
-            ]))
+            rows.append(
+                np.column_stack(
+                    [
+                        _weighted_percentiles(samples, self._sample_weights, self.percentiles),
+                        _norm(changes) / (_norm(befores) + _TINY),
+                        _norm(norms),
+                    ]
+                )
+            )
         columns, stats = self.columns, self.stat_names
         rows = [row.tolist() for row in rows]  # one conversion per variable, not per record
         records = [
@@ -344,7 +348,7 @@ class OptimizerMonitor(keras.callbacks.Callback):
         self.records.extend(records)
         if self._csv_file is not None:
             self._csv_writer.writerows(records)
-        for record in records[-len(names):]:  # the epoch's last so far
+        for record in records[-len(names) :]:  # the epoch's last so far
             self._epoch_record.update({f"{record['variable']}/{stat}": record[stat] for stat in stats})
 
     # --- the observer (`optimizer.observing(self)`): runs inside the recorded training steps ---
@@ -368,15 +372,18 @@ class OptimizerMonitor(keras.callbacks.Callback):
         present = [g for g in watched_gradients if g is not None]
         count = len(self._watched)
         norms = l2_norms([a - b for a, b in zip(after, before)] + list(before) + present)
-        grad_norms = norms[2 * count:]
+        grad_norms = norms[2 * count :]
         if len(present) < count:  # zeros for the variables without one
             positions = [[i] for i, g in enumerate(watched_gradients) if g is not None]
             grad_norms = ops.scatter(ops.array(positions, "int32"), grad_norms, (count,))
         if optimizer.loss_scale_factor is not None:  # the gradients as the loss gave them
             grad_norms = grad_norms / optimizer.loss_scale_factor
         samples = [
-            _float32(optimizer.effective_learning_rate_at(
-                [self._watched[k] for k in group], [self._sample_indices[k] for k in group]))
+            _float32(
+                optimizer.effective_learning_rate_at(
+                    [self._watched[k] for k in group], [self._sample_indices[k] for k in group]
+                )
+            )
             for group in self._elr_groups
         ]
         self._measured = ops.concatenate([norms[: 2 * count], grad_norms] + samples)

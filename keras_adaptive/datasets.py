@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from importlib import resources
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,7 +31,7 @@ def sample_path() -> str:
     return str(resources.files("keras_adaptive") / "data" / "mnist_sample.npz")
 
 
-def load_mnist(path: Optional[str] = None, download: bool = True) -> MNIST:
+def load_mnist(path: str | None = None, download: bool = True) -> MNIST:
     """Load MNIST in the `keras.datasets` layout (uint8 images, 28x28).
 
     In order: `path` (or the `KERAS_ADAPTIVE_MNIST` environment variable) if given;

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import keras
 from keras import ops
@@ -63,7 +63,7 @@ class Nadam(AdaptiveOptimizer):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         momentum_decay: float = 0.004,
-        name: Optional[str] = None,
+        name: str | None = None,
         **kwargs: Any,
     ) -> None:
         check_unit_interval("beta_1", beta_1)

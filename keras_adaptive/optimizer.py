@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Iterator, Protocol, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import keras
 import numpy as np
@@ -18,10 +19,9 @@ from keras import backend, ops
 
 from keras_adaptive._compat import in_stateless_scope
 from keras_adaptive.backend import dispatch
-from keras_adaptive.validation import check_learning_rate, check_non_negative
 from keras_adaptive.backend.ops import dense, sample
 from keras_adaptive.math import StepSize
-
+from keras_adaptive.validation import check_learning_rate, check_non_negative
 
 HALF_PRECISION = ("float16", "bfloat16")
 
@@ -98,9 +98,7 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
                 check_non_negative(name, kwargs[name])
         steps = kwargs.get("gradient_accumulation_steps")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 2):
-            raise ValueError(
-                f"Argument `gradient_accumulation_steps` must be None or an integer >= 2, got {steps!r}."
-            )
+            raise ValueError(f"Argument `gradient_accumulation_steps` must be None or an integer >= 2, got {steps!r}.")
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.multi_tensor = bool(multi_tensor)
 
@@ -234,7 +232,10 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         if getattr(variable, "is_multi_tensor", False):
             return [variable.gather([self._slot_variables[n][i] for i in variable.indices]) for n in names]
         if isinstance(variable, _Sampled):
-            return [sample([(self._slot_variables[n][self._get_variable_index(v)], i) for v, i in variable.parts]) for n in names]
+            return [
+                sample([(self._slot_variables[n][self._get_variable_index(v)], i) for v, i in variable.parts])
+                for n in names
+            ]
         index = self._get_variable_index(variable)
         return [self._slot_variables[n][index] for n in names]
 
@@ -310,7 +311,7 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
     _observer = None
 
     @contextlib.contextmanager
-    def observing(self, observer: "StepObserver") -> Iterator[None]:
+    def observing(self, observer: StepObserver) -> Iterator[None]:
         """Let `observer` measure the steps run (PyTorch) or traced (TensorFlow, JAX) inside.
 
         Such a step calls `observer.before_update()` before it updates the weights, and

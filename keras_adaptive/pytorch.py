@@ -14,8 +14,9 @@ accumulation have no `torch.optim` argument and happen before the update.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from keras_adaptive.adadelta import AdaDelta
 from keras_adaptive.adagrad import AdaGrad
@@ -35,27 +36,38 @@ class Equivalent:
     torch: str
     names: dict
     fixed: dict = field(default_factory=dict)
-    when: Optional[Callable[[Any], bool]] = None  # a further condition on our configuration
+    when: Callable[[Any], bool] | None = None  # a further condition on our configuration
 
 
 EQUIVALENTS: dict[type, Equivalent] = {
     SGD: Equivalent("SGD", {"momentum": "momentum", "nesterov": "nesterov"}),
-    AdaGrad: Equivalent("Adagrad", {"epsilon": "eps", "initial_accumulator_value": "initial_accumulator_value"},
-                        fixed={"epsilon_placement": "outside"}),
-    RMSProp: Equivalent("RMSprop", {"rho": "alpha", "epsilon": "eps", "momentum": "momentum", "centered": "centered"},
-                        fixed={"epsilon_placement": "outside"}),
+    AdaGrad: Equivalent(
+        "Adagrad",
+        {"epsilon": "eps", "initial_accumulator_value": "initial_accumulator_value"},
+        fixed={"epsilon_placement": "outside"},
+    ),
+    RMSProp: Equivalent(
+        "RMSprop",
+        {"rho": "alpha", "epsilon": "eps", "momentum": "momentum", "centered": "centered"},
+        fixed={"epsilon_placement": "outside"},
+    ),
     # PyTorch's Adadelta has no momentum.
     AdaDelta: Equivalent("Adadelta", {"rho": "rho", "epsilon": "eps"}, fixed={"momentum": 0}),
-    Adam: Equivalent("Adam", {("beta_1", "beta_2"): "betas", "epsilon": "eps", "amsgrad": "amsgrad"},
-                     fixed={"bias_correction": True, "epsilon_placement": "outside"}),
-    AdamW: Equivalent("AdamW", {("beta_1", "beta_2"): "betas", "epsilon": "eps", "amsgrad": "amsgrad",
-                                "weight_decay": "weight_decay"},
-                      fixed={"bias_correction": True, "epsilon_placement": "outside"}),
+    Adam: Equivalent(
+        "Adam",
+        {("beta_1", "beta_2"): "betas", "epsilon": "eps", "amsgrad": "amsgrad"},
+        fixed={"bias_correction": True, "epsilon_placement": "outside"},
+    ),
+    AdamW: Equivalent(
+        "AdamW",
+        {("beta_1", "beta_2"): "betas", "epsilon": "eps", "amsgrad": "amsgrad", "weight_decay": "weight_decay"},
+        fixed={"bias_correction": True, "epsilon_placement": "outside"},
+    ),
     Nadam: Equivalent("NAdam", {("beta_1", "beta_2"): "betas", "epsilon": "eps", "momentum_decay": "momentum_decay"}),
 }
 
 
-def matching(optimizer: AdaptiveOptimizer, cls: Optional[type] = None) -> Optional[Equivalent]:
+def matching(optimizer: AdaptiveOptimizer, cls: type | None = None) -> Equivalent | None:
     """The table's entry for this optimizer (read as `cls`, default its exact class) if its
     configuration is that `torch.optim` algorithm, else None. Cheap: the torch path asks it at
     every step."""
@@ -67,7 +79,7 @@ def matching(optimizer: AdaptiveOptimizer, cls: Optional[type] = None) -> Option
     return equivalent
 
 
-def torch_equivalent(optimizer: AdaptiveOptimizer, cls: Optional[type] = None) -> Optional[tuple[str, dict]]:
+def torch_equivalent(optimizer: AdaptiveOptimizer, cls: type | None = None) -> tuple[str, dict] | None:
     """`(torch.optim class name, its arguments)` with this optimizer's algorithm and numbers, or
     None where its configuration is not PyTorch's. `cls`: the table's class to read it as
     (default: the optimizer's exact class). The learning rate is given as PyTorch's `lr` where
@@ -77,7 +89,9 @@ def torch_equivalent(optimizer: AdaptiveOptimizer, cls: Optional[type] = None) -
         return None
     kwargs: dict = {}
     for ours, theirs in equivalent.names.items():
-        value = tuple(float(getattr(optimizer, n)) for n in ours) if isinstance(ours, tuple) else getattr(optimizer, ours)
+        value = (
+            tuple(float(getattr(optimizer, n)) for n in ours) if isinstance(ours, tuple) else getattr(optimizer, ours)
+        )
         kwargs[theirs] = value
     if not callable(optimizer._learning_rate):
         import keras
@@ -108,7 +122,9 @@ def keras_arguments(name: str, **torch_kwargs: Any) -> tuple[type, dict]:
 
     matches = [(cls, e) for cls, e in EQUIVALENTS.items() if e.torch == name]
     if not matches:
-        raise ValueError(f"Argument `name` must be one of {sorted(e.torch for e in EQUIVALENTS.values())}, got {name!r}.")
+        raise ValueError(
+            f"Argument `name` must be one of {sorted(e.torch for e in EQUIVALENTS.values())}, got {name!r}."
+        )
     cls, equivalent = matches[0]
     signature = inspect.signature(getattr(torch.optim, name))
     defaults = {p.name: p.default for p in signature.parameters.values() if p.default is not inspect.Parameter.empty}

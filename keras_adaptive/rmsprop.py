@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import keras
 from keras import ops
@@ -69,7 +69,7 @@ class RMSProp(AdaptiveOptimizer):
         momentum: float = 0.0,
         centered: bool = False,
         epsilon_placement: str = "inside",
-        name: Optional[str] = None,
+        name: str | None = None,
         **kwargs: Any,
     ) -> None:
         check_unit_interval("rho", rho)

@@ -103,7 +103,7 @@ class BiasCorrection(LearningRateSchedule):
         return {"learning_rate": learning_rate, "beta_1": self.beta_1, "beta_2": self.beta_2, "name": self.name}
 
     @classmethod
-    def from_config(cls, config: dict) -> "BiasCorrection":
+    def from_config(cls, config: dict) -> BiasCorrection:
         config = dict(config)
         if isinstance(config.get("learning_rate"), dict):
             config["learning_rate"] = keras.optimizers.schedules.deserialize(config["learning_rate"])

@@ -37,9 +37,13 @@ def _counts(junit_path: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests", description=__doc__)
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated, default all three")
-    parser.add_argument("--jobs", type=int, default=min(len(BACKENDS), os.cpu_count() or 1),
-                        help="backends run at once (default: one per CPU, at most three); with more than one, each "
-                             "backend's output is printed when it ends")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(len(BACKENDS), os.cpu_count() or 1),
+        help="backends run at once (default: one per CPU, at most three); with more than one, each "
+        "backend's output is printed when it ends",
+    )
     args, pytest_args = parser.parse_known_args(argv)
     backends = [b for b in args.backends.split(",") if b]
     unknown = set(backends) - set(BACKENDS)
@@ -57,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(os.environ, KERAS_BACKEND=backend, KERAS_ADAPTIVE_PROGRESS=progress_file(backend))
             process = subprocess.Popen(
                 [sys.executable, "-m", "pytest", "tests", "-p", "tests.progress", f"--junitxml={junit}", *pytest_args],
-                cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT if log else None)
+                cwd=root,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT if log else None,
+            )
             return backend, process, junit, log, time.time()
 
         def progress_file(backend: str) -> str:
@@ -106,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         total["passed"] += passed
         total["failed"] += failed
         total["skipped"] += c["skipped"]
-        print(f"{backend:>10}: {passed} passed, {failed} failed, {c['skipped']} skipped in {seconds:.0f} s (exit {code})")
+        print(
+            f"{backend:>10}: {passed} passed, {failed} failed, {c['skipped']} skipped in {seconds:.0f} s (exit {code})"
+        )
     ok = all(code == 0 for _, code, _, _ in results)
     if not ok and total["failed"] == 0:
         total["failed"] = 1  # pytest failed without a test failure (collection error, no tests run)

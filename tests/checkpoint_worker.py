@@ -28,9 +28,8 @@ CASE_IDS = sys.argv[6:]
 os.environ["KERAS_BACKEND"] = BACKEND
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from tests.cases import BY_ID  # noqa: E402
 
@@ -47,8 +46,12 @@ def batch(step: int):
 
 def initial_weights():
     rng = np.random.default_rng(7)
-    return [rng.normal(size=(8, 16)).astype("float32") * 0.5, np.zeros(16, "float32"),
-            rng.normal(size=(16, 1)).astype("float32") * 0.5, np.zeros(1, "float32")]
+    return [
+        rng.normal(size=(8, 16)).astype("float32") * 0.5,
+        np.zeros(16, "float32"),
+        rng.normal(size=(16, 1)).astype("float32") * 0.5,
+        np.zeros(1, "float32"),
+    ]
 
 
 def fresh_model(case):
@@ -59,7 +62,10 @@ def fresh_model(case):
 
 
 def latest_checkpoint(directory: str):
-    found = [(int(re.search(r"ckpt-(\d+)\.keras$", p).group(1)), p) for p in glob.glob(os.path.join(directory, "ckpt-*.keras"))]
+    found = [
+        (int(re.search(r"ckpt-(\d+)\.keras$", p).group(1)), p)
+        for p in glob.glob(os.path.join(directory, "ckpt-*.keras"))
+    ]
     return max(found) if found else (0, None)
 
 
@@ -80,8 +86,15 @@ def main():
         models[case_id], starts[case_id] = model, step
         np.savez(os.path.join(directory, "start.npz"), **optimizer_state(model))
         with open(os.path.join(directory, "start.json"), "w") as f:
-            json.dump({"step": step, "backend": keras.backend.backend(), "optimizer": type(model.optimizer).__name__,
-                       "config": {k: repr(v) for k, v in model.optimizer.get_config().items()}}, f)
+            json.dump(
+                {
+                    "step": step,
+                    "backend": keras.backend.backend(),
+                    "optimizer": type(model.optimizer).__name__,
+                    "config": {k: repr(v) for k, v in model.optimizer.get_config().items()},
+                },
+                f,
+            )
     progress = open(os.path.join(WORKDIR, "progress"), "a")
     for step in range(min(starts.values()), STEPS):
         x, y = batch(step)

@@ -11,11 +11,13 @@ def pytest_configure(config):
         "deselected at collection (not skipped), so a skip in the summary always means something",
     )
     config.addinivalue_line(
-        "markers", "default_min_size: tests/test_jax_native.py leaves the kernel's MIN_SIZE at its default",
+        "markers",
+        "default_min_size: tests/test_jax_native.py leaves the kernel's MIN_SIZE at its default",
     )
     config.addinivalue_line(
-        "markers", "requires_trainable_backend: Keras' own marker, in its tests that tests/test_keras_suite.py "
-                   "runs (every backend here trains)",
+        "markers",
+        "requires_trainable_backend: Keras' own marker, in its tests that tests/test_keras_suite.py "
+        "runs (every backend here trains)",
     )
 
 

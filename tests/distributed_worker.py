@@ -41,9 +41,8 @@ if __name__ == "__main__":  # imported by the test only for `data` and `initial_
     CASE_IDS = sys.argv[4:]
     _setup_engine(MODE, DEVICES)
 
-import numpy as np  # noqa: E402
-
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from tests.cases import BY_ID  # noqa: E402
 
@@ -60,13 +59,18 @@ def data():
 
 def initial_weights():
     rng = np.random.default_rng(1)
-    return [rng.normal(size=(8, 16)).astype("float32") * 0.5, rng.normal(size=(16,)).astype("float32") * 0.1,
-            rng.normal(size=(16, 1)).astype("float32") * 0.5, np.full((1,), 0.05, "float32")]
+    return [
+        rng.normal(size=(8, 16)).astype("float32") * 0.5,
+        rng.normal(size=(16,)).astype("float32") * 0.1,
+        rng.normal(size=(16, 1)).astype("float32") * 0.5,
+        np.full((1,), 0.05, "float32"),
+    ]
 
 
 def build(case):
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="tanh", name="hidden"),
-                              keras.layers.Dense(1, name="out")])
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, activation="tanh", name="hidden"), keras.layers.Dense(1, name="out")]
+    )
     model.set_weights(initial_weights())
     model.compile(optimizer=case.make(), loss="mse")
     return model
@@ -99,8 +103,10 @@ def jax_distributions():
     layout_map[".*hidden/bias"] = ("model",)
     layout_map[".*out/kernel"] = ("model", None)
     # out/bias, shape (1,), is left replicated: the slots must follow that too.
-    return {"data": keras.distribution.DataParallel(devices=devices).scope,
-            "model": keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch").scope}
+    return {
+        "data": keras.distribution.DataParallel(devices=devices).scope,
+        "model": keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch").scope,
+    }
 
 
 def describe_shardings(model):
@@ -112,8 +118,10 @@ def describe_shardings(model):
         shardings[variable.path] = {
             "weight": spec_of(variable.value),
             "slots": {n: spec_of(s.value) for n, s in zip(names, slots)},
-            "equivalent": {n: bool(s.value.sharding.is_equivalent_to(variable.value.sharding, variable.ndim))
-                           for n, s in zip(names, slots)},
+            "equivalent": {
+                n: bool(s.value.sharding.is_equivalent_to(variable.value.sharding, variable.ndim))
+                for n, s in zip(names, slots)
+            },
         }
     return shardings
 
@@ -153,8 +161,9 @@ def main():
                         entry["shardings"] = describe_shardings(model)
                         entry["optimizer_variables"] = {v.path: spec_of(v.value) for v in model.optimizer.variables}
                     else:
-                        entry["weight_replicas"] = [len(getattr(v.value, "values", [v.value]))
-                                                    for v in model.trainable_variables]
+                        entry["weight_replicas"] = [
+                            len(getattr(v.value, "values", [v.value])) for v in model.trainable_variables
+                        ]
             except Exception as error:  # reported to the test, which fails with the message
                 import traceback
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import keras
 import keras.src
-import pytest
 import keras.src.optimizers as keras_optimizers
+import pytest
 
 import keras_adaptive as ka
 
@@ -51,8 +51,9 @@ class KerasConfigured(type):
 
 
 def _stand_in(keras_name: str, ours: type, **keras_math: Any) -> type:
-    return KerasConfigured(keras_name, (), dict(keras_class=getattr(keras_optimizers, keras_name), ours=ours,
-                                                keras_math=keras_math))
+    return KerasConfigured(
+        keras_name, (), dict(keras_class=getattr(keras_optimizers, keras_name), ours=ours, keras_math=keras_math)
+    )
 
 
 # Keras' defaults, where ours differ (learning rates, epsilons), and the arguments that

@@ -66,8 +66,18 @@ def adadelta_step(w, g, state, t, lr, rho=0.95, epsilon=1e-6, momentum=0.0):
 
 
 def adam_step(
-    w, g, state, t, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, bias_correction=True,
-    epsilon_placement="outside", weight_decay=0.0,
+    w,
+    g,
+    state,
+    t,
+    lr,
+    beta_1=0.9,
+    beta_2=0.999,
+    epsilon=1e-7,
+    amsgrad=False,
+    bias_correction=True,
+    epsilon_placement="outside",
+    weight_decay=0.0,
 ):
     w = w - lr * weight_decay * w  # decoupled decay (AdamW), before the update
     m = beta_1 * _get(state, "first_moment", w) + (1 - beta_1) * g
@@ -105,8 +115,9 @@ def adagrad_effective_lr(w, state, t, lr, initial_accumulator_value=0.0, epsilon
     return lr / _denominator(r, epsilon, epsilon_placement)
 
 
-def rmsprop_effective_lr(w, state, t, lr, rho=0.9, epsilon=1e-7, momentum=0.0, centered=False,
-                         epsilon_placement="inside"):
+def rmsprop_effective_lr(
+    w, state, t, lr, rho=0.9, epsilon=1e-7, momentum=0.0, centered=False, epsilon_placement="inside"
+):
     d = _get(state, "second_moment", w)
     if centered:
         d = np.maximum(d - _get(state, "first_moment", w) ** 2, 0.0)
@@ -120,8 +131,17 @@ def adadelta_effective_lr(w, state, t, lr, rho=0.95, epsilon=1e-6, momentum=0.0)
 
 
 def adam_effective_lr(
-    w, state, t, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, bias_correction=True,
-    epsilon_placement="outside", weight_decay=0.0,
+    w,
+    state,
+    t,
+    lr,
+    beta_1=0.9,
+    beta_2=0.999,
+    epsilon=1e-7,
+    amsgrad=False,
+    bias_correction=True,
+    epsilon_placement="outside",
+    weight_decay=0.0,
 ):
     v = _get(state, "max_second_moment" if amsgrad else "second_moment", w)
     if not bias_correction:

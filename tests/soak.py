@@ -30,13 +30,13 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def run(steps: int = 10_000, warmup: int = 1_000, sample_every: int = 250, case_ids=None, log=None,
-        lockstep: bool = False) -> dict:
+def run(
+    steps: int = 10_000, warmup: int = 1_000, sample_every: int = 250, case_ids=None, log=None, lockstep: bool = False
+) -> dict:
     import keras
     import numpy as np
 
-    from tests.cases import BY_ID
-    from tests.cases import REPRESENTATIVES
+    from tests.cases import BY_ID, REPRESENTATIVES
 
     case_ids = list(case_ids or REPRESENTATIVES)
     rng = np.random.default_rng(0)
@@ -52,7 +52,7 @@ def run(steps: int = 10_000, warmup: int = 1_000, sample_every: int = 250, case_
     start = time.time()
     for step in range(1, steps + 1):
         x, y = pool[step % len(pool)]
-        for model in (models if lockstep else [models[step % len(models)]]):
+        for model in models if lockstep else [models[step % len(models)]]:
             model.train_on_batch(x, y)
         if step % sample_every == 0 or step == warmup:
             gc.collect()
@@ -68,20 +68,29 @@ def run(steps: int = 10_000, warmup: int = 1_000, sample_every: int = 250, case_
     ys = np.array([r for _, r in after], dtype="float64")
     slope = float(np.polyfit(xs, ys, 1)[0] * 1000) if len(after) > 2 else 0.0
     return {
-        "backend": keras.backend.backend(), "optimizers": case_ids, "steps": steps, "warmup": warmup,
-        "optimizer_steps": sum(iterations), "lockstep": lockstep, "seconds": round(time.time() - start, 1),
-        "rss_first_mb": round(samples[0][1], 1), "rss_at_warmup_mb": round(at_warmup, 1),
-        "rss_final_mb": round(samples[-1][1], 1), "rss_peak_after_warmup_mb": round(float(ys.max()), 1),
+        "backend": keras.backend.backend(),
+        "optimizers": case_ids,
+        "steps": steps,
+        "warmup": warmup,
+        "optimizer_steps": sum(iterations),
+        "lockstep": lockstep,
+        "seconds": round(time.time() - start, 1),
+        "rss_first_mb": round(samples[0][1], 1),
+        "rss_at_warmup_mb": round(at_warmup, 1),
+        "rss_final_mb": round(samples[-1][1], 1),
+        "rss_peak_after_warmup_mb": round(float(ys.max()), 1),
         "growth_after_warmup_mb": round(samples[-1][1] - at_warmup, 2),
         "max_growth_after_warmup_mb": round(float(ys.max()) - at_warmup, 2),
-        "slope_mb_per_1000_steps": round(slope, 3), "weights_finite": bool(weights_finite),
+        "slope_mb_per_1000_steps": round(slope, 3),
+        "weights_finite": bool(weights_finite),
         "samples": samples,
     }
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--warmup", type=int, default=1_000)
     parser.add_argument("--sample-every", type=int, default=250)

@@ -44,7 +44,9 @@ def test_clipnorm(case):
 def test_clipvalue(case):
     problem = make_problem(steps=STEPS)
     got, _ = run_keras(case.make(clipvalue=0.3), problem)
-    want, _ = run_reference(case, _with_grads(problem, lambda gs: [np.clip(g.astype("float64"), -0.3, 0.3) for g in gs]))
+    want, _ = run_reference(
+        case, _with_grads(problem, lambda gs: [np.clip(g.astype("float64"), -0.3, 0.3) for g in gs])
+    )
     _assert_close(got, want)
 
 
@@ -124,7 +126,8 @@ def test_use_ema(case):
     states = [{} for _ in weights]
     for t in range(1, STEPS + 1):
         for i, g in enumerate(problem.grads[t - 1]):
-            weights[i], states[i] = case.reference(weights[i], g.astype("float64"), states[i], t,
-                                                   case.kwargs["learning_rate"], **case.reference_kwargs())
+            weights[i], states[i] = case.reference(
+                weights[i], g.astype("float64"), states[i], t, case.kwargs["learning_rate"], **case.reference_kwargs()
+            )
             averages[i] = weights[i] if t == 1 else 0.8 * averages[i] + 0.2 * weights[i]
     _assert_close([to_numpy(v) for v in variables], averages)

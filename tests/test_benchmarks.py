@@ -16,9 +16,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_quick_benchmark_writes_table_and_json(tmp_path):
     backend = keras.backend.backend()
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--threads", "1", "--backends", backend,
-         "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            "--threads",
+            "1",
+            "--backends",
+            backend,
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()

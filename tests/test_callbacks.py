@@ -6,10 +6,9 @@ this file, never from the code under test.
 
 import csv
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 import keras_adaptive
 from keras_adaptive.callbacks import OptimizerMonitor
@@ -59,7 +58,9 @@ def classification_data(n=96, seed=1):
     return x, y
 
 
-def reference_adagrad_records(x, y, w0, lr, eps, steps, percentiles=(10, 50, 90), batch=N, method="linear", clipnorm=None):
+def reference_adagrad_records(
+    x, y, w0, lr, eps, steps, percentiles=(10, 50, 90), batch=N, method="linear", clipnorm=None
+):
     """AdaGrad (accumulator from 0, eps inside the root) on mean squared error, in float64, over
     the batches of `batch` samples in order (full batch by default).
 
@@ -75,7 +76,7 @@ def reference_adagrad_records(x, y, w0, lr, eps, steps, percentiles=(10, 50, 90)
     rows = []
     for step in range(steps):
         start = step * batch % N
-        raw = gradient(w, x[start:start + batch], y[start:start + batch])
+        raw = gradient(w, x[start : start + batch], y[start : start + batch])
         g = raw if clipnorm is None else raw * min(1.0, clipnorm / np.linalg.norm(raw))
         r = r + g * g
         w_new = w - lr * g / np.sqrt(r + eps)

@@ -24,8 +24,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.cases import BY_ID
-from tests.cases import REPRESENTATIVES
+from tests.cases import BY_ID, REPRESENTATIVES
 
 BACKEND = keras.backend.backend()
 OTHERS = [b for b in ("tensorflow", "jax", "torch") if b != BACKEND]
@@ -42,8 +41,13 @@ def _start(backend: str, workdir: str, hold_at: int = 0) -> subprocess.Popen:
     env.pop("XLA_FLAGS", None)
     env.setdefault("OMP_NUM_THREADS", "1")  # torch's spinning OpenMP threads cost 6x the CPU on a busy 2-core machine
     log = open(os.path.join(workdir, f"log-{backend}-{hold_at}.txt"), "w")
-    return subprocess.Popen([sys.executable, WORKER, backend, workdir, str(STEPS), str(EVERY), str(hold_at),
-                             *REPRESENTATIVES], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, WORKER, backend, workdir, str(STEPS), str(EVERY), str(hold_at), *REPRESENTATIVES],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _finish(proc: subprocess.Popen, workdir: str) -> None:
@@ -92,8 +96,12 @@ def runs(tmp_path_factory):
     _finish(resumed, killed_dir)
     for directory, proc in foreign.values():
         _finish(proc, directory)
-    return {"straight": straight_dir, "killed": killed_dir, "killed_state": killed_state,
-            "foreign": {b: d for b, (d, _) in foreign.items()}}
+    return {
+        "straight": straight_dir,
+        "killed": killed_dir,
+        "killed_state": killed_state,
+        "foreign": {b: d for b, (d, _) in foreign.items()},
+    }
 
 
 def _load(directory: str, case_id: str, name: str) -> dict:
@@ -108,7 +116,9 @@ def test_sigkilled_run_resumes_bit_for_bit(case_id, runs):
         if os.path.exists(error):
             pytest.fail(open(error).read(), pytrace=False)
     files = runs["killed_state"][case_id]
-    assert [f for f in files if f.startswith("ckpt-")] == [f"ckpt-{s:05d}.keras" for s in range(EVERY, KILL_AFTER + 1, EVERY)], files
+    assert [f for f in files if f.startswith("ckpt-")] == [
+        f"ckpt-{s:05d}.keras" for s in range(EVERY, KILL_AFTER + 1, EVERY)
+    ], files
     assert "final.npz" not in files
     start = _load(runs["killed"], case_id, "start.npz")
     iteration = [k for k in start if start[k].shape == () and start[k].dtype.kind == "i"]
@@ -123,8 +133,7 @@ def test_sigkilled_run_resumes_bit_for_bit(case_id, runs):
 # A checkpoint saved on JAX stores `jit_compile=True` (what "auto" resolves to there): on torch that
 # is torch.compile, under which the optimizers take the portable path (PyTorch's fused kernels
 # have no meta implementation).
-FOREIGN = [pytest.param(case_id, other, id=f"{case_id}-{other}")
-           for case_id in REPRESENTATIVES for other in OTHERS]
+FOREIGN = [pytest.param(case_id, other, id=f"{case_id}-{other}") for case_id in REPRESENTATIVES for other in OTHERS]
 
 
 @pytest.mark.parametrize("case_id, other", FOREIGN)
@@ -139,11 +148,19 @@ def test_checkpoint_resumes_on_another_backend(case_id, other, runs):
     start = _load(directory, case_id, "start.npz")
     assert len(start) == len(saved.optimizer.variables)
     for i, variable in enumerate(saved.optimizer.variables):
-        np.testing.assert_array_equal(start[f"opt/{i}"], keras.ops.convert_to_numpy(variable),
-                                      err_msg=f"{case_id}: optimizer variable {variable.path} not loaded on {other}")
+        np.testing.assert_array_equal(
+            start[f"opt/{i}"],
+            keras.ops.convert_to_numpy(variable),
+            err_msg=f"{case_id}: optimizer variable {variable.path} not loaded on {other}",
+        )
     continued, straight = _load(directory, case_id, "final.npz"), _load(runs["straight"], case_id, "final.npz")
     assert sorted(continued) == sorted(straight)
     for key in straight:
         # 8 steps computed by another engine (other matmul, tanh and sqrt kernels): float32 rounding only.
-        np.testing.assert_allclose(continued[key], straight[key], rtol=1e-5, atol=1e-6,
-                                   err_msg=f"{case_id}: {key} saved on {BACKEND}, resumed on {other}")
+        np.testing.assert_allclose(
+            continued[key],
+            straight[key],
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=f"{case_id}: {key} saved on {BACKEND}, resumed on {other}",
+        )

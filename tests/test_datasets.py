@@ -22,8 +22,10 @@ def _full_size_mnist(path) -> str:
 
     def grow(images, labels, n):
         extra = n - len(images)
-        return (np.concatenate([images, rng.integers(0, 256, (extra, 28, 28), dtype=np.uint8)]),
-                np.concatenate([labels, rng.integers(0, 10, extra, dtype=np.uint8)]))
+        return (
+            np.concatenate([images, rng.integers(0, 256, (extra, 28, 28), dtype=np.uint8)]),
+            np.concatenate([labels, rng.integers(0, 10, extra, dtype=np.uint8)]),
+        )
 
     x_train, y_train = grow(sample.x_train, sample.y_train, 60000)
     x_test, y_test = grow(sample.x_test, sample.y_test, 10000)

@@ -45,8 +45,14 @@ def _run_worker(mode: str, devices: int, tmp_path_factory) -> tuple[dict, dict]:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("KERAS_BACKEND", None)  # the worker sets its own, before importing keras
     env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, WORKER, mode, str(devices), out, *REPRESENTATIVES], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, WORKER, mode, str(devices), out, *REPRESENTATIVES],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, f"worker failed (exit {proc.returncode}):\n{proc.stderr[-5000:]}"
     with open(out + ".json") as f:
         report = json.load(f)
@@ -60,8 +66,13 @@ def _assert_same_weights(arrays: dict, case_id: str, run: str) -> None:
     for i, start in enumerate(initial_weights()):
         single, distributed = arrays[f"{case_id}/single/{i}"], arrays[f"{case_id}/{run}/{i}"]
         assert np.max(np.abs(single - start)) > 1e-3, "the golden run did not move: the comparison would be vacuous"
-        np.testing.assert_allclose(distributed, single, rtol=RTOL, atol=ATOL,
-                                   err_msg=f"{case_id} under {run}: weight {i} differs from the one-device run")
+        np.testing.assert_allclose(
+            distributed,
+            single,
+            rtol=RTOL,
+            atol=ATOL,
+            err_msg=f"{case_id} under {run}: weight {i} differs from the one-device run",
+        )
 
 
 def _entry(report: dict, case_id: str, run: str) -> dict:
@@ -103,13 +114,19 @@ def test_jax_model_parallel_slots_take_their_weights_layout(case_id, jax_run):
     case = BY_ID[case_id]
     names = case.make().slot_names()
     shardings = entry["shardings"]
-    expected = {"sequential/hidden/kernel": [None, "model"], "sequential/hidden/bias": ["model"],
-                "sequential/out/kernel": ["model", None], "sequential/out/bias": [None]}
+    expected = {
+        "sequential/hidden/kernel": [None, "model"],
+        "sequential/hidden/bias": ["model"],
+        "sequential/out/kernel": ["model", None],
+        "sequential/out/bias": [None],
+    }
     assert {path: s["weight"] for path, s in shardings.items()} == expected, "the LayoutMap was not applied"
     for path, s in shardings.items():
         assert set(s["slots"]) == set(names)
         for name in names:
-            assert s["slots"][name] == s["weight"], f"{path}: slot {name} sharded {s['slots'][name]}, weight {s['weight']}"
+            assert s["slots"][name] == s["weight"], (
+                f"{path}: slot {name} sharded {s['slots'][name]}, weight {s['weight']}"
+            )
             assert s["equivalent"][name], f"{path}: slot {name} has a sharding not equivalent to its weight's"
     # Every optimizer variable that is not a slot (iterations, learning rate, Nadam's
     # mu-product) is a replicated scalar.

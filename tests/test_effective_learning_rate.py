@@ -41,13 +41,20 @@ def test_effective_learning_rate_matches_the_reference(case, multi_tensor):
         np.testing.assert_allclose(to_numpy(got), want[i], rtol=RTOL, atol=ATOL, err_msg=f"variable {i}")
     # The sampled form reads the same numbers (every weight of the first two, in one call).
     sampled = optimizer.effective_learning_rate_at(variables[:2], [None, None])
-    np.testing.assert_allclose(to_numpy(sampled), np.concatenate([w.reshape(-1) for w in want[:2]]),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        to_numpy(sampled), np.concatenate([w.reshape(-1) for w in want[:2]]), rtol=RTOL, atol=ATOL
+    )
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.kwargs.get("bias_correction", True)
-                                  and c.reference in (ref.adam_step, ref.adamw_step, ref.nadam_step)],
-                         ids=lambda c: c.id)
+@pytest.mark.parametrize(
+    "case",
+    [
+        c
+        for c in CASES
+        if c.kwargs.get("bias_correction", True) and c.reference in (ref.adam_step, ref.adamw_step, ref.nadam_step)
+    ],
+    ids=lambda c: c.id,
+)
 def test_the_problem_tells_the_step_count(case):
     """The data is sensitive: the reference step size read one step off (t instead of t + 1) is
     far outside the tolerance, so a step size that used the wrong t would fail."""

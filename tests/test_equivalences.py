@@ -28,7 +28,9 @@ def test_adam_without_first_moment_is_bias_corrected_rmsprop_outside():
 
 def test_adam_without_first_moment_or_bias_correction_is_rmsprop_outside():
     problem = make_problem(steps=25)
-    adam, _ = run_keras(ka.Adam(learning_rate=0.01, beta_1=0.0, beta_2=0.9, epsilon=0.05, bias_correction=False), problem)
+    adam, _ = run_keras(
+        ka.Adam(learning_rate=0.01, beta_1=0.0, beta_2=0.9, epsilon=0.05, bias_correction=False), problem
+    )
     rms, _ = run_keras(ka.RMSProp(learning_rate=0.01, rho=0.9, epsilon=0.05, epsilon_placement="outside"), problem)
     for a, r in zip(adam, rms):
         np.testing.assert_allclose(a, r, rtol=1e-6, atol=1e-7)

@@ -12,9 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import keras
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -35,8 +35,10 @@ def test_multi_tensor_equals_portable_with_schedule_clipping_and_accumulation(ca
     schedule = keras.optimizers.schedules.ExponentialDecay(case.kwargs["learning_rate"], 4, 0.7)
     extra = dict(learning_rate=schedule, clipnorm=2.0, gradient_accumulation_steps=2, weight_decay=0.01)
     problem = make_problem(steps=12)
-    _assert_same(run_keras(case.make(multi_tensor=True, **extra), problem),
-                 run_keras(case.make(multi_tensor=False, **extra), problem))
+    _assert_same(
+        run_keras(case.make(multi_tensor=True, **extra), problem),
+        run_keras(case.make(multi_tensor=False, **extra), problem),
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -51,7 +53,9 @@ def test_multi_tensor_groups_mixed_dtypes(dtype):
         optimizer = case.make(multi_tensor=multi)
         variables = [keras.Variable(w, dtype="float32" if i % 2 else dtype) for i, w in enumerate(problem.weights)]
         for grads in problem.grads:
-            optimizer.apply([keras.ops.convert_to_tensor(g, dtype=v.dtype) for g, v in zip(grads, variables)], variables)
+            optimizer.apply(
+                [keras.ops.convert_to_tensor(g, dtype=v.dtype) for g, v in zip(grads, variables)], variables
+            )
         results.append([np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(v, "float32"))) for v in variables])
     # The two paths may round differently in half precision (the portable one goes through
     # keras.ops): allow a unit in the last place of the half-precision dtype.

@@ -15,8 +15,9 @@ ONE_PER_CLASS = list({case.cls: case for case in CASES}.values())
 # depends on the hook (step_count: the bias corrections and Nadam's schedule).
 STEP_COUNT_CASES = ["adam", "adam-amsgrad", "adamw", "nadam", "adadelta-momentum"]
 SLOT_CASES = ["sgd-momentum", "adagrad-outside", "rmsprop-outside", "adadelta", "adam", "nadam"]
-HOOKED = [(BY_ID[i], _h) for _h, ids in (("step_count", STEP_COUNT_CASES), ("slot_initializer", SLOT_CASES))
-          for i in ids]
+HOOKED = [
+    (BY_ID[i], _h) for _h, ids in (("step_count", STEP_COUNT_CASES), ("slot_initializer", SLOT_CASES)) for i in ids
+]
 
 
 def _resumed(cls):
@@ -105,5 +106,9 @@ def test_the_dispatch_decision_for_subclasses(case, backend):
         assert [dispatch.torch_kernel_name(o) for o in (renamed, opted, resumed)] == [None, kernel, None]
     else:
         native = case.cls in dispatch.JAX
-        assert [bool(dispatch.jax_kernel_name(o)) for o in (plain, renamed, opted, resumed)] == [native, False,
-                                                                                                  native, False]
+        assert [bool(dispatch.jax_kernel_name(o)) for o in (plain, renamed, opted, resumed)] == [
+            native,
+            False,
+            native,
+            False,
+        ]

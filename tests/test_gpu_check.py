@@ -45,9 +45,27 @@ def test_dry_run_runs_every_part_on_the_cpu_and_says_what_it_skipped(tmp_path):
     bundle = tmp_path / "gpu.tar.gz"
     env = {k: v for k, v in os.environ.items() if k not in ("KERAS_TORCH_DEVICE", "JAX_PLATFORMS")}
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu", "--dry-run", "--backends", backend, "--wheels", str(wheels),
-         "--site", str(site), "--out", str(out), "--bundle", str(bundle)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.gpu",
+            "--dry-run",
+            "--backends",
+            backend,
+            "--wheels",
+            str(wheels),
+            "--site",
+            str(site),
+            "--out",
+            str(out),
+            "--bundle",
+            str(bundle),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "DRY RUN on the CPU" in done.stdout and "Skipped, as they need CUDA" in done.stdout
@@ -84,8 +102,13 @@ def test_dry_run_runs_every_part_on_the_cpu_and_says_what_it_skipped(tmp_path):
     assert bench["complete"] and bench["environment"]["on_cuda"] is False
     impls = {(r["bench"], r["impl"]) for r in bench["records"]}
     peer = ("apply", "torch_fused") if backend == "torch" else ("apply", "optax")
-    assert {("apply", "keras_adaptive"), ("apply", "keras"), peer, ("apply", "bandwidth_native"),
-            ("fit", "keras_adaptive")} <= impls
+    assert {
+        ("apply", "keras_adaptive"),
+        ("apply", "keras"),
+        peer,
+        ("apply", "bandwidth_native"),
+        ("fit", "keras_adaptive"),
+    } <= impls
     assert all("cpu" in r["device"].lower() for r in bench["records"] if r["bench"] == "apply")
     assert summary["bench"][backend]["code"] == 0
     assert any(t["row"] == "adam" and t["size"] == "16M" and "bound" in t["target"] for t in summary["targets"])
@@ -106,11 +129,25 @@ def test_a_process_over_its_share_is_stopped_and_pytest_keeps_what_it_ran(tmp_pa
 
     from benchmarks import gpu
 
-    (tmp_path / "test_slow.py").write_text("import time\n\ndef test_fast():\n    pass\n\n"
-                                           "def test_slow():\n    time.sleep(120)\n")
+    (tmp_path / "test_slow.py").write_text(
+        "import time\n\ndef test_fast():\n    pass\n\ndef test_slow():\n    time.sleep(120)\n"
+    )
     xml = tmp_path / "out.xml"
-    job = gpu.Job("slow", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}",
-                           str(tmp_path / "test_slow.py")], dict(os.environ), str(tmp_path / "log"))
+    job = gpu.Job(
+        "slow",
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={xml}",
+            str(tmp_path / "test_slow.py"),
+        ],
+        dict(os.environ),
+        str(tmp_path / "log"),
+    )
     job.start()
     started = time.time()
     job.wait(started + 8)

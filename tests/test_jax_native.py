@@ -87,7 +87,8 @@ def test_native_matches_numpy_reference(case):
     """The kernel against the case's NumPy float64 reference, as `tests/test_reference.py` holds the
     portable path (same tolerance)."""
     from tests.problem import run_reference
-    from tests.test_reference import ATOL as REF_ATOL, RTOL as REF_RTOL
+    from tests.test_reference import ATOL as REF_ATOL
+    from tests.test_reference import RTOL as REF_RTOL
 
     problem = make_problem(steps=25)
     want_w, want_s = run_reference(case, problem)
@@ -101,8 +102,10 @@ def test_native_matches_numpy_reference(case):
 @pytest.mark.parametrize("case", NATIVE_CASES, ids=[c.id for c in NATIVE_CASES])
 def test_native_equals_portable_with_schedule_clipping_accumulation_and_decay(case):
     problem = make_problem(steps=12)
-    _assert_same(run_keras(case.make(**_extras(case)), problem),
-                 run_keras(case.make(multi_tensor=False, **_extras(case)), problem))
+    _assert_same(
+        run_keras(case.make(**_extras(case)), problem),
+        run_keras(case.make(multi_tensor=False, **_extras(case)), problem),
+    )
 
 
 @pytest.mark.default_min_size
@@ -129,7 +132,8 @@ def test_the_step_is_one_kernel_call_for_float32_weights(monkeypatch):
     optimizer.build(variables)
     grads = [keras.ops.convert_to_tensor(g) for g in problem.grads[0]]
     lowered = jax.jit(optimizer.stateless_apply).lower(
-        [v.value for v in optimizer.variables], grads, [v.value for v in variables])
+        [v.value for v in optimizer.variables], grads, [v.value for v in variables]
+    )
     assert calls == []
     assert lowered.as_text().count("keras_adaptive_adam") == 1
 
@@ -145,7 +149,9 @@ def test_half_precision_weights_take_update_step_beside_the_kernel(monkeypatch):
         optimizer = BY_ID["adamw"].make(multi_tensor=multi)
         variables = [keras.Variable(w, dtype="float16" if i % 2 else "float32") for i, w in enumerate(problem.weights)]
         for grads in problem.grads:
-            optimizer.apply([keras.ops.convert_to_tensor(g, dtype=v.dtype) for g, v in zip(grads, variables)], variables)
+            optimizer.apply(
+                [keras.ops.convert_to_tensor(g, dtype=v.dtype) for g, v in zip(grads, variables)], variables
+            )
         results.append([to_numpy(v) for v in variables])
         halves = sum(1 for i in range(len(variables)) if i % 2)
         assert len(calls) == len(problem.grads) * (halves if multi else len(variables))
@@ -181,10 +187,13 @@ def test_native_equals_portable_in_fit():
     weights = []
     for multi in (True, False):
         keras.utils.set_random_seed(1)
-        model = keras.Sequential([keras.Input((300,)), keras.layers.Dense(200, activation="relu"),
-                                  keras.layers.Dense(10)])
-        model.compile(optimizer=keras_adaptive.AdamW(learning_rate=0.01, amsgrad=True, multi_tensor=multi),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model = keras.Sequential(
+            [keras.Input((300,)), keras.layers.Dense(200, activation="relu"), keras.layers.Dense(10)]
+        )
+        model.compile(
+            optimizer=keras_adaptive.AdamW(learning_rate=0.01, amsgrad=True, multi_tensor=multi),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
         weights.append([to_numpy(w) for w in model.weights])
     for fast, portable in zip(*weights):
@@ -207,15 +216,17 @@ def test_not_taken_under_a_distribution():
 def _run_in_fresh_process(script: str, **env_vars: str) -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": root, **env_vars}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, cwd=root, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], env=env, cwd=root, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
 
 
 def test_first_use_builds_the_kernel_into_an_empty_cache(tmp_path):
     """What a user's first Adam step on JAX does: compile the kernel with the machine's compiler,
     cache it, and take it, without a warning."""
-    _run_in_fresh_process("""
+    _run_in_fresh_process(
+        """
         import warnings
         warnings.simplefilter("error", RuntimeWarning)
         import keras_adaptive
@@ -224,7 +235,9 @@ def test_first_use_builds_the_kernel_into_an_empty_cache(tmp_path):
         assert keras_adaptive.Adam()._takes_jax_native_path()
         assert jax_native.library_path().exists()
         print("ok")
-    """, KERAS_ADAPTIVE_CACHE=str(tmp_path))
+    """,
+        KERAS_ADAPTIVE_CACHE=str(tmp_path),
+    )
     assert len(list(tmp_path.glob("jax_adam-*.so"))) == 1
 
 

@@ -24,8 +24,9 @@ def _regression_data(seed=0, n=256):
 
 def _mlp(seed=0, dtype=None):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="tanh", dtype=dtype),
-                             keras.layers.Dense(1, dtype=dtype)])
+    return keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, activation="tanh", dtype=dtype), keras.layers.Dense(1, dtype=dtype)]
+    )
 
 
 @pytest.mark.parametrize("name", ONE_PER_CLASS)
@@ -42,8 +43,16 @@ def test_fit_with_instance_and_with_registered_name(name):
         assert history[-1] < factor * history[0], history
 
 
-ALL_BASE_ARGS = dict(clipnorm=1.5, use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3,
-                     loss_scale_factor=2.0, gradient_accumulation_steps=2, weight_decay=0.01, name="custom")
+ALL_BASE_ARGS = dict(
+    clipnorm=1.5,
+    use_ema=True,
+    ema_momentum=0.9,
+    ema_overwrite_frequency=3,
+    loss_scale_factor=2.0,
+    gradient_accumulation_steps=2,
+    weight_decay=0.01,
+    name="custom",
+)
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -115,11 +124,19 @@ def _embedding_models(seed=0):
     table = np.random.default_rng(seed).normal(size=(20, 4)).astype("float32")
     head = np.random.default_rng(seed + 1).normal(size=(4, 1)).astype("float32")
     ids = keras.Input((5,), dtype="int32")
-    sparse = keras.Model(ids, keras.layers.Dense(1, use_bias=False)(keras.layers.GlobalAveragePooling1D()(
-        keras.layers.Embedding(20, 4)(ids))))
+    sparse = keras.Model(
+        ids,
+        keras.layers.Dense(1, use_bias=False)(
+            keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(20, 4)(ids))
+        ),
+    )
     onehot = keras.Input((5, 20))
-    dense = keras.Model(onehot, keras.layers.Dense(1, use_bias=False)(keras.layers.GlobalAveragePooling1D()(
-        keras.layers.Dense(4, use_bias=False)(onehot))))
+    dense = keras.Model(
+        onehot,
+        keras.layers.Dense(1, use_bias=False)(
+            keras.layers.GlobalAveragePooling1D()(keras.layers.Dense(4, use_bias=False)(onehot))
+        ),
+    )
     for model in (sparse, dense):
         model.set_weights([table, head])
     return sparse, dense

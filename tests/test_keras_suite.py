@@ -15,8 +15,18 @@ import pytest
 
 from tests import keras_suite
 
-MODULES = ["optimizer_test", "loss_scale_optimizer_test", "optimizer_sparse_test", "sgd_test", "rmsprop_test",
-           "adam_test", "adamw_test", "adagrad_test", "adadelta_test", "nadam_test"]
+MODULES = [
+    "optimizer_test",
+    "loss_scale_optimizer_test",
+    "optimizer_sparse_test",
+    "sgd_test",
+    "rmsprop_test",
+    "adam_test",
+    "adamw_test",
+    "adagrad_test",
+    "adadelta_test",
+    "nadam_test",
+]
 
 
 def _collect(names):
@@ -32,42 +42,68 @@ def _collect(names):
 globals().update(_collect(MODULES))
 
 _NOT_OURS = "a Keras optimizer outside this family ({}), not ours"
-_DENSE = ("our optimizers apply a sparse gradient as a dense one (`optimizer._dense`: the same numbers, which "
-          "test_sparse_correctness checks, without sparse writes to the weights or the state)")
+_DENSE = (
+    "our optimizers apply a sparse gradient as a dense one (`optimizer._dense`: the same numbers, which "
+    "test_sparse_correctness checks, without sparse writes to the weights or the state)"
+)
 # Keras' parameterized tests over optimizer names, by Keras' index: 6 adamax, 7 lion, 9 ftrl, 10 adafactor.
 _BY_NAME = {6: "Adamax", 7: "Lion", 9: "Ftrl", 10: "Adafactor"}
 
 LEFT_OUT = {
-    **{f"OptimizerTest::test_{test}{i}": _NOT_OURS.format(name)
-       for test in ("gradient_accumulation_with_weigth_decay", "pickleable_optimizers") for i, name in _BY_NAME.items()},
-    **{f"OptimizerSparseTest::test_sparse_{kind}_{case}": _NOT_OURS.format(name)
-       for kind in ("gradients", "correctness")
-       for case, name in (("adafactor", "Adafactor"), ("adamax", "Adamax"), ("ftrl", "Ftrl"), ("lion", "Lion"),
-                          ("scatter_update", "the test's own ScatterUpdateOptimizer"))},
-    **{f"OptimizerSparseTest::test_sparse_gradients_{case}": _DENSE
-       for case in ("adadelta", "adagrad", "loss_scale_optimizer_sgd", "rmsprop", "sgd")},
-    "LossScaleOptimizerTest::test_deserialization_backwards_compatibility":
-        _NOT_OURS.format("a Keras 2 config naming Keras' SGD"),
-    "SGDTest::test_correctness_with_golden":
-        "convention: `SGD(nesterov=True)` without momentum is refused (as torch.optim does); Keras ignores nesterov",
+    **{
+        f"OptimizerTest::test_{test}{i}": _NOT_OURS.format(name)
+        for test in ("gradient_accumulation_with_weigth_decay", "pickleable_optimizers")
+        for i, name in _BY_NAME.items()
+    },
+    **{
+        f"OptimizerSparseTest::test_sparse_{kind}_{case}": _NOT_OURS.format(name)
+        for kind in ("gradients", "correctness")
+        for case, name in (
+            ("adafactor", "Adafactor"),
+            ("adamax", "Adamax"),
+            ("ftrl", "Ftrl"),
+            ("lion", "Lion"),
+            ("scatter_update", "the test's own ScatterUpdateOptimizer"),
+        )
+    },
+    **{
+        f"OptimizerSparseTest::test_sparse_gradients_{case}": _DENSE
+        for case in ("adadelta", "adagrad", "loss_scale_optimizer_sgd", "rmsprop", "sgd")
+    },
+    "LossScaleOptimizerTest::test_deserialization_backwards_compatibility": _NOT_OURS.format(
+        "a Keras 2 config naming Keras' SGD"
+    ),
+    "SGDTest::test_correctness_with_golden": "convention: `SGD(nesterov=True)` without momentum is refused (as torch.optim does); Keras ignores nesterov",
     "SGDTest::test_invalid_momentum": "Keras' error wording (ours: 'Argument `momentum` must be in [0, 1), got ...'; "
-                                      "tests/test_validation.py)",
+    "tests/test_validation.py)",
     "AdamWTest::test_weight_decay_is_none": "Keras' error wording (ours: tests/test_validation.py)",
-    "AdamWTest::test_correctness_with_golden":
-        "convention: Keras' Adam family uses the epsilon-hat form, which differs from Kingma and Ba's at epsilon=2",
+    "AdamWTest::test_correctness_with_golden": "convention: Keras' Adam family uses the epsilon-hat form, which differs from Kingma and Ba's at epsilon=2",
     "NadamTest::test_build_with_empty_var_list": "reads Keras' private `_u_product` (ours is `_mu_product`)",
 }
 
 # Keras' `_skip_test_for_stateless`: LossScaleOptimizer has no stateless_apply on TensorFlow,
 # and on JAX it must use it.
-_LOSS_SCALE = ["finite_step", "finite_step_with_inner_loss_scale", "infinite_step", "finite_step_with_overwrite",
-               "downscaling", "upscaling", "iterations_update"]
+_LOSS_SCALE = [
+    "finite_step",
+    "finite_step_with_inner_loss_scale",
+    "infinite_step",
+    "finite_step_with_overwrite",
+    "downscaling",
+    "upscaling",
+    "iterations_update",
+]
 BACKEND_LEFT_OUT = {
-    "tensorflow": {f"LossScaleOptimizerTest::test_{t}_stateless": "Keras skips it on TensorFlow (no stateless_apply)"
-                   for t in _LOSS_SCALE},
-    "jax": {**{f"LossScaleOptimizerTest::test_{t}_stateful": "Keras skips it on JAX (stateless_apply only)"
-               for t in _LOSS_SCALE},
-            "LossScaleOptimizerTest::test_apply_with_no_vars": "Keras skips it on JAX (stateless_apply only)"},
+    "tensorflow": {
+        f"LossScaleOptimizerTest::test_{t}_stateless": "Keras skips it on TensorFlow (no stateless_apply)"
+        for t in _LOSS_SCALE
+    },
+    "jax": {
+        **{
+            f"LossScaleOptimizerTest::test_{t}_stateful": "Keras skips it on JAX (stateless_apply only)"
+            for t in _LOSS_SCALE
+        },
+        "LossScaleOptimizerTest::test_apply_with_no_vars": "Keras skips it on JAX (stateless_apply only)",
+    },
 }
 
 

@@ -27,11 +27,18 @@ def test_mlp_trains_without_nans(name, policy, mnist, float_policy):
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
     x, y = mnist
-    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10),
-                              keras.layers.Activation("linear", dtype="float32")])
+    model = keras.Sequential(
+        [
+            keras.Input((784,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10),
+            keras.layers.Activation("linear", dtype="float32"),
+        ]
+    )
     # Under "mixed_float16" compile wraps the optimizer in a LossScaleOptimizer.
-    model.compile(optimizer=getattr(ka, name)(**SETTINGS[name]),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=getattr(ka, name)(**SETTINGS[name]), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     history = model.fit(x, y, batch_size=64, epochs=2, verbose=0).history["loss"]
     assert np.all(np.isfinite(history)), history
     assert history[-1] < 0.6 * history[0], history
@@ -50,8 +57,10 @@ def test_half_precision_moments_do_not_underflow():
     instead of ~lr. With float32 moments the step is the float32 one."""
     g = keras.ops.full((4,), 1e-4, dtype="float16")
     steps = {}
-    for label, optimizer in (("ours", ka.Adam(learning_rate=1e-2, epsilon=1e-7)),
-                             ("keras", keras.optimizers.Adam(learning_rate=1e-2, epsilon=1e-7))):
+    for label, optimizer in (
+        ("ours", ka.Adam(learning_rate=1e-2, epsilon=1e-7)),
+        ("keras", keras.optimizers.Adam(learning_rate=1e-2, epsilon=1e-7)),
+    ):
         w = keras.Variable(np.zeros(4), dtype="float16")
         optimizer.apply([g], [w])
         steps[label] = float(to_numpy(w)[0])

@@ -23,26 +23,33 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import keras_adaptive as ka
+from tests import reference as ref
 from tests.cases import BY_CLASS, BY_ID, Case
 from tests.problem import Problem, run_reference, slots_of, to_numpy
-from tests import reference as ref
 
 SHAPES = [(3, 2), (4,)]
 STEPS = 3
 # KA_PROPERTY_EXAMPLES=200 for a deeper local search; CI keeps the bounded default.
-SETTINGS = settings(max_examples=int(os.environ.get("KA_PROPERTY_EXAMPLES", 12)), deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("KA_PROPERTY_EXAMPLES", 12)),
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # Per class: a strategy of valid hyperparameters (tests/cases.py) and the class's reference.
-HYPERPARAMETERS = {cls: (entry.hyperparameters, BY_ID[entry.representative].reference)
-                   for cls, entry in BY_CLASS.items()}
+HYPERPARAMETERS = {
+    cls: (entry.hyperparameters, BY_ID[entry.representative].reference) for cls, entry in BY_CLASS.items()
+}
 
 
 def _mixed(shape):
     """Finite float32 arrays whose elements span 1e-6..1e2 in magnitude, signs and exact zeros included."""
     size = int(np.prod(shape))
-    element = st.one_of(st.just(0.0), st.tuples(st.sampled_from([-1.0, 1.0]), st.floats(-6.0, 2.0)).map(
-        lambda p: p[0] * 10.0 ** p[1]))
+    element = st.one_of(
+        st.just(0.0), st.tuples(st.sampled_from([-1.0, 1.0]), st.floats(-6.0, 2.0)).map(lambda p: p[0] * 10.0 ** p[1])
+    )
     return st.lists(element, min_size=size, max_size=size).map(lambda v: np.asarray(v, "float32").reshape(shape))
 
 
@@ -99,15 +106,25 @@ def _check(cls, reference, hyper, problem):
     extra = _cancellation_error(case, problem)
     for i, (w, e) in enumerate(zip(weights, expected_weights)):
         # float32 against float64: a few ulps of the weight, plus a few ulps of each step's size.
-        np.testing.assert_allclose(w, e, rtol=2e-5, atol=1e-5 * hyper["learning_rate"] * STEPS + 1e-6 + extra[i],
-                                   err_msg=f"weight {i} of {cls.__name__} with {hyper}")
+        np.testing.assert_allclose(
+            w,
+            e,
+            rtol=2e-5,
+            atol=1e-5 * hyper["learning_rate"] * STEPS + 1e-6 + extra[i],
+            err_msg=f"weight {i} of {cls.__name__} with {hyper}",
+        )
     for i, (s, e) in enumerate(zip(slots, expected_states)):
         assert set(s) == set(e), f"{cls.__name__} slots {sorted(s)}, reference {sorted(e)}"
         for name in s:
             # RMSProp's momentum buffer holds the update before the learning rate scales it.
             slot_extra = extra[i] / hyper["learning_rate"] if name == "momentum" else 0.0
-            np.testing.assert_allclose(s[name], e[name], rtol=1e-4, atol=1e-6 + slot_extra,
-                                       err_msg=f"slot {name} of weight {i} of {cls.__name__} with {hyper}")
+            np.testing.assert_allclose(
+                s[name],
+                e[name],
+                rtol=1e-4,
+                atol=1e-6 + slot_extra,
+                err_msg=f"slot {name} of weight {i} of {cls.__name__} with {hyper}",
+            )
 
 
 PARAMS = [pytest.param(cls, id=cls.__name__) for cls in HYPERPARAMETERS]
@@ -130,6 +147,12 @@ def test_centered_rmsprop_with_rho_near_zero_matches_the_reference():
     error enters the momentum buffer unscaled by the learning rate."""
     zeros = [np.zeros(s, "float32") for s in SHAPES]
     last = [np.zeros(SHAPES[0], "float32"), np.array([0.0, 0.0, 0.0, -10.0], "float32")]
-    hyper = dict(learning_rate=0.01, rho=5.960464477539063e-08, epsilon=1e-4, momentum=0.5, centered=True,
-                 epsilon_placement="inside")
+    hyper = dict(
+        learning_rate=0.01,
+        rho=5.960464477539063e-08,
+        epsilon=1e-4,
+        momentum=0.5,
+        centered=True,
+        epsilon_placement="inside",
+    )
     _check(ka.RMSProp, ref.rmsprop_step, hyper, Problem(weights=zeros, grads=[zeros, zeros, last]))

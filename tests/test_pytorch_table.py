@@ -34,12 +34,15 @@ def test_a_subclass_is_not_read_as_its_parent_unless_asked():
     assert ka.pytorch.torch_equivalent(Mine(), cls=ka.SGD)[0] == "SGD"
 
 
-@pytest.mark.parametrize("name, kwargs, message", [
-    ("Adamax", {}, "`name`"),
-    ("SGD", {"dampening": 0.5}, "`dampening`"),
-    ("Adam", {"weight_decay": 0.01}, "`weight_decay`"),  # torch's Adam decays as an L2 penalty
-    ("Adam", {"speed": 2}, "speed"),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, message",
+    [
+        ("Adamax", {}, "`name`"),
+        ("SGD", {"dampening": 0.5}, "`dampening`"),
+        ("Adam", {"weight_decay": 0.01}, "`weight_decay`"),  # torch's Adam decays as an L2 penalty
+        ("Adam", {"speed": 2}, "speed"),
+    ],
+)
 def test_from_torch_refuses_what_it_cannot_translate(name, kwargs, message):
     with pytest.raises(ValueError, match=message):
         ka.pytorch.from_torch(name, **kwargs)

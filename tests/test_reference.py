@@ -23,8 +23,9 @@ def test_matches_numpy_reference(case):
             np.testing.assert_allclose(got_s[i][name], want_s[i][name], rtol=RTOL, atol=ATOL, err_msg=f"{name} {i}")
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if "epsilon_placement" in c.cls.__init__.__code__.co_varnames],
-                         ids=lambda c: c.id)
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if "epsilon_placement" in c.cls.__init__.__code__.co_varnames], ids=lambda c: c.id
+)
 def test_problem_exposes_a_misplaced_epsilon(case):
     """The test data is sensitive: the other placement's reference is far outside the tolerance."""
     problem = make_problem(steps=25)

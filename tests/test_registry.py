@@ -24,22 +24,38 @@ def test_every_optimizer_has_its_cases_and_references(cls):
     assert BY_ID[BY_CLASS[cls].representative].cls is cls
     for case in own:
         assert getattr(reference, case.reference.__name__, None) is case.reference, (
-            f"{case.id}: its reference must be a function of tests/reference.py")
+            f"{case.id}: its reference must be a function of tests/reference.py"
+        )
         assert case.reference in reference.EFFECTIVE_LR, (
-            f"{case.id}: tests/reference.py's EFFECTIVE_LR has no effective learning rate for {case.reference.__name__}")
+            f"{case.id}: tests/reference.py's EFFECTIVE_LR has no effective learning rate for {case.reference.__name__}"
+        )
 
 
 def _collected(*args):
-    result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            env=dict(os.environ, KERAS_BACKEND=keras.backend.backend()))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, KERAS_BACKEND=keras.backend.backend()),
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return [line for line in result.stdout.splitlines() if "::" in line]
 
 
-GENERIC = ["tests/test_reference.py", "tests/test_effective_learning_rate.py", "tests/test_keras.py", "tests/test_base_arguments.py",
-           "tests/test_properties.py", "tests/test_training.py", "tests/test_precision.py",
-           "tests/test_state_layout.py", "tests/test_fast_path.py", "tests/test_checkpoints.py"]
+GENERIC = [
+    "tests/test_reference.py",
+    "tests/test_effective_learning_rate.py",
+    "tests/test_keras.py",
+    "tests/test_base_arguments.py",
+    "tests/test_properties.py",
+    "tests/test_training.py",
+    "tests/test_precision.py",
+    "tests/test_state_layout.py",
+    "tests/test_fast_path.py",
+    "tests/test_checkpoints.py",
+]
 
 
 def test_an_added_optimizer_is_picked_up_by_every_generic_test():
@@ -59,10 +75,27 @@ def test_an_added_optimizer_is_picked_up_by_every_generic_test():
     fast_path_only = {"tests/test_fast_path.py::test_weight_decay_on_the_torch_path_spares_excluded_weights"}
     assert sorted(generic - with_toy - fast_path_only) == []
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.toy_optimizer",
-         "tests/test_reference.py", "tests/test_keras.py", "-k",
-         "(sign-descent or SignDescent) and (reference or serialization or fit_with)", "tests/test_effective_learning_rate.py"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, KERAS_BACKEND=keras.backend.backend()))
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "tests.toy_optimizer",
+            "tests/test_reference.py",
+            "tests/test_keras.py",
+            "-k",
+            "(sign-descent or SignDescent) and (reference or serialization or fit_with)",
+            "tests/test_effective_learning_rate.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, KERAS_BACKEND=keras.backend.backend()),
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     assert re.search(r"(\d+) passed", result.stdout)
 

@@ -4,10 +4,9 @@ Golden values come only from the NumPy float64 functions in this file, written f
 formulas in Kingma and Ba's Algorithm 1, never from the code under test.
 """
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 from keras import ops
 
 import keras_adaptive
@@ -101,9 +100,7 @@ def test_accepts_tensor_step_and_python_int():
 
 
 def test_wraps_a_keras_schedule_at_the_same_step():
-    warmup = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=100, warmup_target=1e-3, warmup_steps=20
-    )
+    warmup = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=100, warmup_target=1e-3, warmup_steps=20)
     schedule = BiasCorrection(warmup, beta_1=0.9, beta_2=0.99)
     for step in [0, 1, 5, 19, 20, 60, 119]:
         base = float(ops.convert_to_numpy(warmup(step)))
@@ -139,9 +136,7 @@ def test_serializes_with_a_nested_schedule():
     assert isinstance(restored.learning_rate, keras.optimizers.schedules.ExponentialDecay)
     assert restored.get_config() == schedule.get_config()
     for step in [0, 3, 30]:
-        assert float(ops.convert_to_numpy(restored(step))) == pytest.approx(
-            float(ops.convert_to_numpy(schedule(step)))
-        )
+        assert float(ops.convert_to_numpy(restored(step))) == pytest.approx(float(ops.convert_to_numpy(schedule(step))))
 
 
 def test_optimizer_with_schedule_round_trips_through_config():
@@ -161,7 +156,9 @@ def test_uncorrected_adam_with_schedule_follows_adam_when_epsilon_is_zero(beta_1
     lr = 0.05
     golden = reference_adam(w0, target, lr, beta_1, beta_2, 0.0, bias_correction=True, scheduled=False, steps=STEPS)
     # The reference itself states the equivalence in float64.
-    scheduled_ref = reference_adam(w0, target, lr, beta_1, beta_2, 0.0, bias_correction=False, scheduled=True, steps=STEPS)
+    scheduled_ref = reference_adam(
+        w0, target, lr, beta_1, beta_2, 0.0, bias_correction=False, scheduled=True, steps=STEPS
+    )
     np.testing.assert_allclose(scheduled_ref, golden, rtol=1e-12, atol=1e-12)
 
     corrected = keras_adaptive.Adam(lr, beta_1=beta_1, beta_2=beta_2, epsilon=0.0, bias_correction=True)

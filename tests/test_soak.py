@@ -25,9 +25,26 @@ def test_memory_is_flat_after_warmup(tmp_path):
     # One torch thread: on a busy 2-core machine torch's spinning threads cost 6x the CPU.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": root}
     done = subprocess.run(
-        [sys.executable, "-m", "tests.soak", "--steps", "2000", "--warmup", "700", "--sample-every", "100",
-         "--backend", keras.backend.backend(), "--json", str(out)],
-        env=env, cwd=root, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "tests.soak",
+            "--steps",
+            "2000",
+            "--warmup",
+            "700",
+            "--sample-every",
+            "100",
+            "--backend",
+            keras.backend.backend(),
+            "--json",
+            str(out),
+        ],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())

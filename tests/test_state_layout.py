@@ -19,13 +19,16 @@ def _trained_model(optimizer, path):
     return model
 
 
-@pytest.mark.parametrize("saved,loaded,why", [
-    (ka.Adam(), ka.Adam(amsgrad=True), "another slot count"),
-    (ka.Adam(), ka.RMSProp(centered=True), "the same slot count, other slots"),
-    (ka.RMSProp(momentum=0.9), ka.RMSProp(), "momentum off"),
-    (ka.AdaDelta(momentum=0.5), ka.AdaDelta(), "momentum off"),
-    (ka.SGD(momentum=0.9), ka.AdaGrad(), "another optimizer"),
-])
+@pytest.mark.parametrize(
+    "saved,loaded,why",
+    [
+        (ka.Adam(), ka.Adam(amsgrad=True), "another slot count"),
+        (ka.Adam(), ka.RMSProp(centered=True), "the same slot count, other slots"),
+        (ka.RMSProp(momentum=0.9), ka.RMSProp(), "momentum off"),
+        (ka.AdaDelta(momentum=0.5), ka.AdaDelta(), "momentum off"),
+        (ka.SGD(momentum=0.9), ka.AdaGrad(), "another optimizer"),
+    ],
+)
 def test_mismatched_state_is_refused(saved, loaded, why, tmp_path):
     path = os.path.join(tmp_path, "model.keras")
     _trained_model(saved, path)

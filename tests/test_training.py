@@ -25,10 +25,12 @@ def mnist():
 def test_mlp_learns_mnist(name, mnist):
     x_train, y_train, x_test, y_test = mnist
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(128, activation="relu"),
-                              keras.layers.Dense(10)])
-    model.compile(optimizer=getattr(ka, name)(**SETTINGS[name]),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)])
+    model.compile(
+        optimizer=getattr(ka, name)(**SETTINGS[name]),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     model.fit(x_train, y_train, batch_size=64, epochs=2, verbose=0)
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"{keras.backend.backend()} {name}: test accuracy {accuracy:.3f}, loss {loss:.3f}")

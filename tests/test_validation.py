@@ -44,7 +44,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("cls,kwargs,argument,shown", BAD, ids=[f"{c.__name__}-{a}-{i}" for i, (c, _, a, _) in enumerate(BAD)])
+@pytest.mark.parametrize(
+    "cls,kwargs,argument,shown", BAD, ids=[f"{c.__name__}-{a}-{i}" for i, (c, _, a, _) in enumerate(BAD)]
+)
 def test_bad_argument_raises_value_error_naming_it(cls, kwargs, argument, shown):
     with pytest.raises(ValueError) as error:
         cls(**kwargs)
@@ -73,6 +75,7 @@ def test_registry_get():
 
 # --- Bad input at run time: the error names what is wrong, and the optimizer is untouched ---
 
+
 def _vector_schedule():
     class VectorSchedule(keras.optimizers.schedules.LearningRateSchedule):
         def __call__(self, step):
@@ -82,13 +85,22 @@ def _vector_schedule():
 
 
 RUNTIME = [
-    ("too many gradients", lambda opt, vs: opt.apply([keras.ops.ones(v.shape) for v in vs] + [keras.ops.ones(2)], vs),
-     "same length"),
+    (
+        "too many gradients",
+        lambda opt, vs: opt.apply([keras.ops.ones(v.shape) for v in vs] + [keras.ops.ones(2)], vs),
+        "same length",
+    ),
     ("too few gradients", lambda opt, vs: opt.apply([keras.ops.ones(vs[0].shape)], vs), "same length"),
-    ("gradient of the wrong shape", lambda opt, vs: opt.apply([keras.ops.ones((3, 2)), keras.ops.ones((4,))], vs),
-     "has shape (3, 2)"),
-    ("a variable the optimizer was not built for",
-     lambda opt, vs: opt.apply([keras.ops.ones((2, 3))], [keras.Variable(np.ones((2, 3)))]), "Unknown variable"),
+    (
+        "gradient of the wrong shape",
+        lambda opt, vs: opt.apply([keras.ops.ones((3, 2)), keras.ops.ones((4,))], vs),
+        "has shape (3, 2)",
+    ),
+    (
+        "a variable the optimizer was not built for",
+        lambda opt, vs: opt.apply([keras.ops.ones((2, 3))], [keras.Variable(np.ones((2, 3)))]),
+        "Unknown variable",
+    ),
     ("negative learning rate set later", lambda opt, vs: setattr(opt, "learning_rate", -0.1), "`learning_rate`"),
     ("string learning rate set later", lambda opt, vs: setattr(opt, "learning_rate", "0.1"), "`learning_rate`"),
 ]
@@ -123,15 +135,17 @@ def test_schedule_returning_a_vector_is_refused():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), np.ones(3))
 
 
-@pytest.mark.parametrize("name,kwargs,shown", [
-    ("adamax", {}, "'adamax'"),
-    ("", {}, "''"),
-    (3, {}, "3"),
-    ("adam", {"beta_9": 0.1}, "beta_9"),
-    ("sgd", {"momentum": "high"}, "`momentum`"),
-])
+@pytest.mark.parametrize(
+    "name,kwargs,shown",
+    [
+        ("adamax", {}, "'adamax'"),
+        ("", {}, "''"),
+        (3, {}, "3"),
+        ("adam", {"beta_9": 0.1}, "beta_9"),
+        ("sgd", {"momentum": "high"}, "`momentum`"),
+    ],
+)
 def test_registry_refuses_unknown_names_and_arguments(name, kwargs, shown):
     with pytest.raises(ValueError) as error:
         ka.get(name, **kwargs)
     assert shown in str(error.value)
-

@@ -48,8 +48,11 @@ def pytest_configure(config):
     cases.CASE_IDS.append(case.id)
     cases.BY_ID[case.id] = case
     cases.BY_CLASS[SignDescent] = cases.ClassCases(
-        "sign-descent", dict(learning_rate=1e-3), dict(learning_rate=0.01),
-        st.fixed_dictionaries(dict(learning_rate=st.floats(1e-4, 1.0))))
+        "sign-descent",
+        dict(learning_rate=1e-3),
+        dict(learning_rate=0.01),
+        st.fixed_dictionaries(dict(learning_rate=st.floats(1e-4, 1.0))),
+    )
     cases.REPRESENTATIVES.append(case.id)
     from tests import reference
 

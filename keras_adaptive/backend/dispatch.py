@@ -13,12 +13,21 @@ replaces any of them runs its own hooks (on torch over `MultiTensor`s, elsewhere
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 # The methods a subclass may override to change the numbers of a step.
-HOOKS = ("update_step", "step_size", "step_count", "compute_dtype", "slot_names", "slot_initializer",
-         "build_step_state", "advance_step_state")
+HOOKS = (
+    "update_step",
+    "step_size",
+    "step_count",
+    "compute_dtype",
+    "slot_names",
+    "slot_initializer",
+    "build_step_state",
+    "advance_step_state",
+)
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,7 @@ class TorchPath:
     PyTorch's kernel `kernel` (a name of `torch_fused.KERNELS`) where `takes_kernel` holds
     for the optimizer's configuration."""
 
-    kernel: Optional[str]
+    kernel: str | None
     takes_kernel: Callable[[Any], bool]
 
 
@@ -40,7 +49,7 @@ def _declare(cls: type) -> None:
     _SHIPPED.setdefault(cls, {hook: getattr(cls, hook) for hook in HOOKS})
 
 
-def declare_torch(cls: type, kernel: Optional[str] = None, takes_kernel: Callable[[Any], bool] = lambda o: True) -> None:
+def declare_torch(cls: type, kernel: str | None = None, takes_kernel: Callable[[Any], bool] = lambda o: True) -> None:
     _declare(cls)
     TORCH[cls] = TorchPath(kernel, takes_kernel)
 
@@ -50,7 +59,7 @@ def declare_jax(cls: type, kernel: str) -> None:
     JAX[cls] = kernel
 
 
-def declared_class(optimizer: Any) -> Optional[type]:
+def declared_class(optimizer: Any) -> type | None:
     """The declared class whose fast paths this optimizer may take: its own class if declared,
     the one it names in `same_math_as` if it opts in, else None."""
     own = type(optimizer)
@@ -65,13 +74,13 @@ def keeps_shipped_math(optimizer: Any, cls: type) -> bool:
     return all(getattr(own, hook) is f for hook, f in _SHIPPED[cls].items())
 
 
-def torch_path(optimizer: Any) -> Optional[TorchPath]:
+def torch_path(optimizer: Any) -> TorchPath | None:
     """The optimizer's torch path. Its generic part evaluates the optimizer's own hooks (its
     `update_step` over `MultiTensor`s), so only the kernel asks for the math as shipped."""
     return TORCH.get(declared_class(optimizer))
 
 
-def torch_kernel_name(optimizer: Any) -> Optional[str]:
+def torch_kernel_name(optimizer: Any) -> str | None:
     """The PyTorch kernel for this optimizer's class and configuration, or None."""
     cls = declared_class(optimizer)
     path = TORCH.get(cls)
@@ -80,6 +89,6 @@ def torch_kernel_name(optimizer: Any) -> Optional[str]:
     return path.kernel if path.takes_kernel(optimizer) else None
 
 
-def jax_kernel_name(optimizer: Any) -> Optional[str]:
+def jax_kernel_name(optimizer: Any) -> str | None:
     cls = declared_class(optimizer)
     return JAX.get(cls) if cls in JAX and keeps_shipped_math(optimizer, cls) else None

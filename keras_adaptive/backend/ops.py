@@ -7,7 +7,8 @@ for `effective_learning_rate_at`, and the norms `OptimizerMonitor` takes inside 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -75,7 +76,10 @@ def l2_norms(tensors: Sequence[Any]) -> Any:
     for i, t in enumerate(tensors):
         by_shape.setdefault(tuple(t.shape), []).append(i)
     sums = [
-        ops.sum(ops.square(ops.stack([ops.cast(tensors[i], "float32") for i in group])), axis=tuple(range(1, len(shape) + 1)))
+        ops.sum(
+            ops.square(ops.stack([ops.cast(tensors[i], "float32") for i in group])),
+            axis=tuple(range(1, len(shape) + 1)),
+        )
         for shape, group in by_shape.items()
     ]
     order = np.argsort([i for group in by_shape.values() for i in group])

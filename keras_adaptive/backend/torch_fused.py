@@ -23,15 +23,15 @@ get `weight_decay=0` after one in-place multiply. The step count is the optimize
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import torch
 
 from keras_adaptive import _compat
 from keras_adaptive.backend import dispatch
 from keras_adaptive.backend.torch_multi_tensor import tensors_of
-from keras_adaptive.math import nadam_momentum
 
 # Dtypes PyTorch's CPU and CUDA kernels take and that our update keeps in its own dtype.
 # (In float16/bfloat16 the portable path rounds through keras.ops differently.)
@@ -196,17 +196,20 @@ def _scratch(group: Group, value: float = 0.0) -> list:
 
 
 # By name, as `backend/fast_paths.py` declares them for each class.
-KERNELS: dict[str, Kernel] = {k.name: k for k in (
-    Kernel("fused_adamw", _adam_run, takes_weight_decay=True),  # Adam, AdamW, AMSGrad
-    Kernel("fused_adagrad", _adagrad_run),
-    Kernel("fused_sgd", _sgd_run),
-    Kernel("foreach_rmsprop", _rmsprop_run),
-    Kernel("foreach_adadelta", _adadelta_run),
-    Kernel("foreach_nadam", _nadam_run),
-)}
+KERNELS: dict[str, Kernel] = {
+    k.name: k
+    for k in (
+        Kernel("fused_adamw", _adam_run, takes_weight_decay=True),  # Adam, AdamW, AMSGrad
+        Kernel("fused_adagrad", _adagrad_run),
+        Kernel("fused_sgd", _sgd_run),
+        Kernel("foreach_rmsprop", _rmsprop_run),
+        Kernel("foreach_adadelta", _adadelta_run),
+        Kernel("foreach_nadam", _nadam_run),
+    )
+}
 
 
-def select(optimizer: Any) -> Optional[Kernel]:
+def select(optimizer: Any) -> Kernel | None:
     """PyTorch's kernel for this optimizer's class and configuration, or None (generic path)."""
     name = dispatch.torch_kernel_name(optimizer)
     # A PyTorch without this kernel (`_compat` warns once): the generic path.

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from keras import backend
@@ -21,8 +22,9 @@ from keras_adaptive._compat import in_stateless_scope
 
 # Keras' torch-backend internals (checked by `_compat`; this path is off where one is missing).
 _PARTS = _compat.torch_parts()
-get_autocast_scope, get_device, to_torch_dtype = (_PARTS[n] for n in ("get_autocast_scope", "get_device",
-                                                                       "to_torch_dtype"))
+get_autocast_scope, get_device, to_torch_dtype = (
+    _PARTS[n] for n in ("get_autocast_scope", "get_device", "to_torch_dtype")
+)
 
 
 def tensors_of(variables: Sequence[Any]) -> list:
@@ -120,8 +122,13 @@ class MultiTensor:
     is_multi_tensor = True
     __slots__ = ("_tensors", "_terms", "indices", "temporary", "__weakref__")
 
-    def __init__(self, tensors: Sequence[torch.Tensor] = (), indices: Sequence[int] = (), temporary: bool = False,
-                 terms: list | None = None) -> None:
+    def __init__(
+        self,
+        tensors: Sequence[torch.Tensor] = (),
+        indices: Sequence[int] = (),
+        temporary: bool = False,
+        terms: list | None = None,
+    ) -> None:
         self._tensors = None if terms is not None else list(tensors)
         self._terms = terms  # [(coefficient, tensor list)] while lazy
         self.indices = list(indices)  # positions of these weights in the optimizer's variable list
@@ -142,7 +149,7 @@ class MultiTensor:
     def _linear_terms(self) -> list:
         return self._terms if self._tensors is None else [(1.0, self._tensors)]
 
-    def gather(self, variables: Sequence[Any]) -> "MultiTensor":
+    def gather(self, variables: Sequence[Any]) -> MultiTensor:
         return MultiTensor(tensors_of(variables), self.indices)
 
     @property
@@ -150,7 +157,7 @@ class MultiTensor:
         tensors = self._tensors if self._tensors is not None else self._terms[0][1]
         return backend.standardize_dtype(tensors[0].dtype)
 
-    def cast(self, dtype: str) -> "MultiTensor":
+    def cast(self, dtype: str) -> MultiTensor:
         if backend.standardize_dtype(dtype) == self.dtype:
             return self
         torch_dtype = to_torch_dtype(dtype)
@@ -160,8 +167,11 @@ class MultiTensor:
     # add references of its own): `sys.getrefcount(x) <= _TEMPORARY` means that only the
     # expression being evaluated holds `x`.
     def __add__(self, other):
-        if self.temporary and (self._tensors is not None or not isinstance(other, MultiTensor)) \
-                and sys.getrefcount(self) <= _TEMPORARY:
+        if (
+            self.temporary
+            and (self._tensors is not None or not isinstance(other, MultiTensor))
+            and sys.getrefcount(self) <= _TEMPORARY
+        ):
             self._fold(other, 1.0)
             return self
         if isinstance(other, MultiTensor):
@@ -178,8 +188,11 @@ class MultiTensor:
         return MultiTensor(torch._foreach_add(self.tensors, _operand(other)), temporary=True)
 
     def __sub__(self, other):
-        if self.temporary and (self._tensors is not None or not isinstance(other, MultiTensor)) \
-                and sys.getrefcount(self) <= _TEMPORARY:
+        if (
+            self.temporary
+            and (self._tensors is not None or not isinstance(other, MultiTensor))
+            and sys.getrefcount(self) <= _TEMPORARY
+        ):
             self._fold(other, -1.0)
             return self
         if isinstance(other, MultiTensor):
@@ -202,8 +215,12 @@ class MultiTensor:
         number = _as_number(other)
         if number is not None:
             return MultiTensor(terms=[(c * number, t) for c, t in self._linear_terms()])
-        if isinstance(other, MultiTensor) and other.temporary and other._tensors is not None \
-                and sys.getrefcount(other) <= _TEMPORARY:
+        if (
+            isinstance(other, MultiTensor)
+            and other.temporary
+            and other._tensors is not None
+            and sys.getrefcount(other) <= _TEMPORARY
+        ):
             torch._foreach_mul_(other.tensors, self.tensors)
             return other
         return MultiTensor(torch._foreach_mul(self.tensors, _operand(other)), temporary=True)
@@ -276,8 +293,11 @@ class MultiTensor:
                 _PENDING.refs.remove(ref)
 
     def _lazy_in_own_dtype(self, value: Any) -> bool:
-        return isinstance(value, MultiTensor) and value._tensors is None and \
-            value._terms[0][1][0].dtype == self._tensors[0].dtype
+        return (
+            isinstance(value, MultiTensor)
+            and value._tensors is None
+            and value._terms[0][1][0].dtype == self._tensors[0].dtype
+        )
 
     def assign(self, value) -> None:
         self._before_write(value)

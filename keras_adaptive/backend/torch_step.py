@@ -5,7 +5,8 @@ configuration (`torch_fused`), else its own `update_step` over `MultiTensor`s
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 

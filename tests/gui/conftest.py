@@ -117,9 +117,20 @@ def gui_server():
     env = dict(os.environ, KERAS_BACKEND=training_backend(), GRADIO_ANALYTICS_ENABLED="False")
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [script, "--port", str(port), "--no-download", "--max-workers", "4",
-             "--results", os.path.join(log_dir, "results")],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            [
+                script,
+                "--port",
+                str(port),
+                "--no-download",
+                "--max-workers",
+                "4",
+                "--results",
+                os.path.join(log_dir, "results"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     server = Server(process, f"http://127.0.0.1:{port}/", log_path)
     deadline = time.monotonic() + SERVER_START_TIMEOUT

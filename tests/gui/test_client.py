@@ -37,8 +37,14 @@ def test_api_bad_input_returns_a_message(client):
 
 def test_api_streams_progress_and_cancel_ends_the_worker(client, gui_server):
     # 5,000 MNIST steps: far from done when cancelled (a 2-D run can finish between two frames).
-    job = client.submit(task="mnist-mlp", optimizers="sgd:learning_rate=0.035,adam:learning_rate=0.1",
-                        backend=BACKEND, epochs=20, steps_per_epoch=250, api_name="/compare")
+    job = client.submit(
+        task="mnist-mlp",
+        optimizers="sgd:learning_rate=0.035,adam:learning_rate=0.1",
+        backend=BACKEND,
+        epochs=20,
+        steps_per_epoch=250,
+        api_name="/compare",
+    )
     deadline = time.monotonic() + 120
     seen = []
     while True:
@@ -60,8 +66,13 @@ def test_api_streams_progress_and_cancel_ends_the_worker(client, gui_server):
 
 
 def test_api_runs_a_comparison_to_the_end(client):
-    result = client.predict(task="rosenbrock", optimizers="adam:learning_rate=0.05,keras.Adam:learning_rate=0.05",
-                            backend=BACKEND, steps_2d=40, api_name="/compare")
+    result = client.predict(
+        task="rosenbrock",
+        optimizers="adam:learning_rate=0.05,keras.Adam:learning_rate=0.05",
+        backend=BACKEND,
+        steps_2d=40,
+        api_name="/compare",
+    )
     assert result["running"] is False and "Finished" in result["status"]
     summary = {row["optimizer"]: row for row in result["summary"]}
     assert set(summary) == {"adam (learning_rate=0.05)", "keras.Adam (learning_rate=0.05)"}

@@ -76,8 +76,15 @@ def test_specs_are_parsed_not_evaluated():
 
 
 def _config(**overrides):
-    arguments = dict(task="mnist-mlp", optimizers=[("adam", {}), ("sgd", {"learning_rate": "0.1"})],
-                     backends=[BACKEND], epochs=1, steps_per_epoch=3, batch_size=16, mnist_path=sample_path())
+    arguments = dict(
+        task="mnist-mlp",
+        optimizers=[("adam", {}), ("sgd", {"learning_rate": "0.1"})],
+        backends=[BACKEND],
+        epochs=1,
+        steps_per_epoch=3,
+        batch_size=16,
+        mnist_path=sample_path(),
+    )
     arguments.update(overrides)
     return engine.check_config(**arguments)
 
@@ -107,8 +114,11 @@ def test_bad_run_settings_are_refused_with_a_message(overrides, message):
 
 def test_duplicate_optimizers_get_distinct_labels():
     config = _config(optimizers=[("adam", {}), ("adam", {}), ("adam", {"bias_correction": False})])
-    assert [o.label for o in config.optimizers] == ["adam (learning_rate=0.001)", "adam (learning_rate=0.001) #2",
-                                                   "adam (learning_rate=0.001, bias_correction=False)"]
+    assert [o.label for o in config.optimizers] == [
+        "adam (learning_rate=0.001)",
+        "adam (learning_rate=0.001) #2",
+        "adam (learning_rate=0.001, bias_correction=False)",
+    ]
 
 
 # --- tasks and models ----------------------------------------------------------------------
@@ -247,9 +257,15 @@ def test_model_statistics_of_sgd_match_numpy():
 
 
 def test_worker_on_a_2d_function_reports_the_path_and_marks_divergence():
-    config = _config(task="quadratic", steps_2d=20,
-                     optimizers=[("sgd", {"learning_rate": "0.01"}), ("sgd", {"learning_rate": "1"}),
-                                 ("keras.SGD", {"learning_rate": "0.01"})])
+    config = _config(
+        task="quadratic",
+        steps_2d=20,
+        optimizers=[
+            ("sgd", {"learning_rate": "0.01"}),
+            ("sgd", {"learning_rate": "1"}),
+            ("keras.SGD", {"learning_rate": "0.01"}),
+        ],
+    )
     messages = _run_in_process(config)
     path = _rows(messages, 0)
     assert (path[0]["x"], path[0]["y"]) == tasks.FUNCTIONS_2D["quadratic"].start
@@ -269,8 +285,11 @@ def test_2d_statistics_of_sgd_match_numpy():
     gradient norm ||grad f(p_{t-1})|| and the update ratio lr ||grad f(p_{t-1})|| / ||p_{t-1}||.
     Keras' SGD takes the same path; it has no effective learning rate, but the other two."""
     lr, steps = 0.01, 20
-    config = _config(task="quadratic", steps_2d=steps,
-                     optimizers=[("sgd", {"learning_rate": str(lr)}), ("keras.SGD", {"learning_rate": str(lr)})])
+    config = _config(
+        task="quadratic",
+        steps_2d=steps,
+        optimizers=[("sgd", {"learning_rate": str(lr)}), ("keras.SGD", {"learning_rate": str(lr)})],
+    )
     messages = _run_in_process(config)
     p = np.array(tasks.FUNCTIONS_2D["quadratic"].start, dtype=np.float64)
     expected = {}
@@ -328,8 +347,21 @@ def test_command_line_compare_prints_the_table_and_writes_csv_and_png(tmp_path, 
     assert "`learning_rate` must be a number, got 'abc'" in capsys.readouterr().err
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_code:
-        cli.main(["compare", "--task", "beale", "--optimizers", "adam:learning_rate=0.05,rmsprop:learning_rate=0.01",
-                  "--backends", BACKEND, "--steps", "40", "--out", str(out)])
+        cli.main(
+            [
+                "compare",
+                "--task",
+                "beale",
+                "--optimizers",
+                "adam:learning_rate=0.05,rmsprop:learning_rate=0.01",
+                "--backends",
+                BACKEND,
+                "--steps",
+                "40",
+                "--out",
+                str(out),
+            ]
+        )
     printed = capsys.readouterr()
     assert exit_code.value.code == 0, printed.err[-3000:]
     assert "100.0% done" in printed.err
@@ -353,7 +385,9 @@ def test_command_line_compare_prints_the_table_and_writes_csv_and_png(tmp_path, 
     # The bundle reads back as the run it was: the page opens it the same way.
     again = engine.load_bundle(str(out / bundle))
     assert again.config.task == "beale" and [s.label for s in again.series] == [
-        "adam (learning_rate=0.05)", "rmsprop (learning_rate=0.01)"]
+        "adam (learning_rate=0.05)",
+        "rmsprop (learning_rate=0.01)",
+    ]
     assert [len(s.steps) for s in again.series] == [41, 41] and again.series[0].status == "finished"
     with open(out / bundle / "config.json") as f:
         meta = json.load(f)
@@ -410,8 +444,10 @@ def test_run_history_keeps_each_visitor_apart_across_a_restart(tmp_path):
     assert not restarted.delete(me, "../" + comparison.run_id)
     with pytest.raises(ValueError, match="config.json and records.csv"):
         restarted.open(other, [os.path.join(str(tmp_path), "visitors", me, comparison.run_id, "config.json")])
-    opened = restarted.open(other, [os.path.join(str(tmp_path), "visitors", me, comparison.run_id, f)
-                                    for f in ("config.json", "records.csv")])
+    opened = restarted.open(
+        other,
+        [os.path.join(str(tmp_path), "visitors", me, comparison.run_id, f) for f in ("config.json", "records.csv")],
+    )
     assert restarted.run_ids(other) == [opened]
     assert restarted.delete(me, comparison.run_id) and restarted.run_ids(me) == []
 

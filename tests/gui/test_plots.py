@@ -22,8 +22,14 @@ def _comparison(task: str, optimizers: list, steps: int = 10, loss=lambda i, ste
         for step in range(1, steps + 1):
             xy = {"x": 0.1 * step, "y": 0.5} if two_d else {}
             s.add_step({"step": step, "time": 0.01 * step, "loss": loss(i, step), **xy})
-            s.add_stats({"step": step, "effective_lr": 1e-3 * step, "update_ratio": None if step == 3 else 0.01,
-                         "grad_norm": 0.0 if step == 5 else 2.0 / step})
+            s.add_stats(
+                {
+                    "step": step,
+                    "effective_lr": 1e-3 * step,
+                    "update_ratio": None if step == 3 else 0.01,
+                    "grad_norm": 0.0 if step == 5 else 2.0 / step,
+                }
+            )
         if not two_d:
             s.epochs, s.epoch_steps, s.val_losses, s.val_accs = [1], [steps], [0.5], [0.9]
     return comparison
@@ -86,14 +92,17 @@ def test_log_scale_and_smoothing_draw_the_raw_curve_faint():
 
 def test_a_blown_up_curve_is_marked_and_the_axis_keeps_to_the_others():
     """SGD at a huge rate: the loss jumps to 1e11 at step 30 and stays high (the issue's MLP run)."""
+
     def loss(i, step):
-        return 2.3 / step ** 0.2 if i == 0 else (1e11 if step >= 30 else 2.3)
+        return 2.3 / step**0.2 if i == 0 else (1e11 if step >= 30 else 2.3)
 
     comparison = _comparison("mnist-mlp", [("adam", {}), ("sgd", {"learning_rate": "100"})], steps=80, loss=loss)
     sgd = comparison.series[1]
     assert sgd.status == "blown up" and sgd.blown_up_at == 30 and comparison.series[0].blown_up_at is None
-    assert sgd.blow_up_message() == ("sgd (learning_rate=100) blew up at step 30: loss 1e+11 (loss above 10× its first "
-                                     "loss 2.3 for 20 steps in a row).")
+    assert sgd.blow_up_message() == (
+        "sgd (learning_rate=100) blew up at step 30: loss 1e+11 (loss above 10× its first "
+        "loss 2.3 for 20 steps in a row)."
+    )
     fig = charts.figure([charts.Shown(comparison)], charts.DisplayOptions())
     top = fig["layout"]["yaxis"]["range"][1]
     assert 2.3 < top < 5  # the other curve fills the panel
@@ -115,8 +124,9 @@ def test_command_line_png_carries_the_configuration(tmp_path):
     footer = engine.config_text(comparison) + "\n" + charts.DisplayOptions(True, 0.5, "time").describe()
     assert "adam (learning_rate=0.001): adam(learning_rate=0.001, beta_1=0.9" in footer
     assert "display: log loss axis, smoothing 0.5, x axis wall-clock time" in footer
-    path = plots.save_png(plots.figure(comparison, charts.DisplayOptions(True, 0.5, "time")), str(tmp_path / "a.png"),
-                          footer=footer)
+    path = plots.save_png(
+        plots.figure(comparison, charts.DisplayOptions(True, 0.5, "time")), str(tmp_path / "a.png"), footer=footer
+    )
     from PIL import Image
 
     image = Image.open(path)

@@ -84,8 +84,9 @@ def legend(page, timeout: float = 10.0) -> list[str]:
     """The legend entries of the chart as the browser drew them (waiting for a drawn legend)."""
     deadline = time.monotonic() + timeout
     while True:
-        labels = page.eval_on_selector_all(f"{PLOT} .legend .traces .legendtext",
-                                           "els => els.map(e => e.textContent.trim())")
+        labels = page.eval_on_selector_all(
+            f"{PLOT} .legend .traces .legendtext", "els => els.map(e => e.textContent.trim())"
+        )
         if labels or time.monotonic() > deadline:
             return labels
         time.sleep(0.1)
