@@ -16,7 +16,13 @@ ONE_PER_CLASS = list({case.cls: case for case in CASES}.values())
 STEP_COUNT_CASES = ["adam", "adam-amsgrad", "adamw", "nadam", "adadelta-momentum"]
 SLOT_CASES = ["sgd-momentum", "adagrad-outside", "rmsprop-outside", "adadelta", "adam", "nadam"]
 HOOKED = [
-    (BY_ID[i], _h) for _h, ids in (("step_count", STEP_COUNT_CASES), ("slot_initializer", SLOT_CASES)) for i in ids
+    (BY_ID[i], _h)
+    for _h, ids in (
+        ("step_count", STEP_COUNT_CASES),
+        ("slot_initializer", SLOT_CASES),
+        ("step_scalars", ["adam", "adamw"]),
+    )
+    for i in ids
 ]
 
 
@@ -24,6 +30,8 @@ def _resumed(cls):
     """Counts its steps from 100: a warmed-up schedule or bias correction resumed."""
 
     class Resumed(cls):
+        same_math_as = cls  # opted in: the kernels must still refuse the changed math
+
         def step_count(self):
             return super().step_count() + 100.0
 
@@ -34,10 +42,25 @@ def _warm_started(cls):
     """Every slot starts at 0.5 instead of its initializer (`slot_initializer`)."""
 
     class WarmStarted(cls):
+        same_math_as = cls  # opted in: the kernels must still refuse the changed math
+
         def slot_initializer(self, name):
             return keras.initializers.Constant(0.5)
 
     return WarmStarted
+
+
+def _doubled(cls):
+    """Adam's scalars (`step_scalars`) with the step's scale doubled."""
+
+    class Doubled(cls):
+        same_math_as = cls  # opted in: the kernels must still refuse the changed math
+
+        def step_scalars(self, learning_rate, dtype):
+            step_scale, second_moment_scale = super().step_scalars(learning_rate, dtype)
+            return 2.0 * step_scale, second_moment_scale
+
+    return Doubled
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +73,7 @@ def native_kernel_for_every_size(monkeypatch, backend):
 
 @pytest.mark.parametrize("case, hook", HOOKED, ids=[f"{case.id}-{hook}" for case, hook in HOOKED])
 def test_an_overridden_hook_gives_the_portable_numbers_on_the_fast_path(case, hook):
-    cls = {"step_count": _resumed, "slot_initializer": _warm_started}[hook](case.cls)
+    cls = {"step_count": _resumed, "slot_initializer": _warm_started, "step_scalars": _doubled}[hook](case.cls)
     problem = make_problem(steps=8)
     fast = run_keras(cls(**case.kwargs, multi_tensor=True), problem)
     portable = run_keras(cls(**case.kwargs, multi_tensor=False), problem)

@@ -43,7 +43,7 @@ globals().update(_collect(MODULES))
 
 _NOT_OURS = "a Keras optimizer outside this family ({}), not ours"
 _DENSE = (
-    "our optimizers apply a sparse gradient as a dense one (`optimizer._dense`: the same numbers, which "
+    "our optimizers apply a sparse gradient as a dense one (`keras_adaptive.backend.ops.dense`: the same numbers, which "
     "test_sparse_correctness checks, without sparse writes to the weights or the state)"
 )
 # Keras' parameterized tests over optimizer names, by Keras' index: 6 adamax, 7 lion, 9 ftrl, 10 adafactor.

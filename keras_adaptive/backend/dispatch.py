@@ -17,16 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-# The methods a subclass may override to change the numbers of a step.
+# The methods a subclass may override to change the numbers of a step (`step_scalars` and
+# `momentum_product` are Adam's and Nadam's only: looked up with a default).
 HOOKS = (
     "update_step",
     "step_size",
+    "step_scalars",
     "step_count",
     "compute_dtype",
     "slot_names",
     "slot_initializer",
     "build_step_state",
     "advance_step_state",
+    "momentum_product",
 )
 
 
@@ -46,7 +49,7 @@ _SHIPPED: dict[type, dict] = {}  # class -> its HOOKS as declared
 
 
 def _declare(cls: type) -> None:
-    _SHIPPED.setdefault(cls, {hook: getattr(cls, hook) for hook in HOOKS})
+    _SHIPPED.setdefault(cls, {hook: getattr(cls, hook, None) for hook in HOOKS})
 
 
 def declare_torch(cls: type, kernel: str | None = None, takes_kernel: Callable[[Any], bool] = lambda o: True) -> None:
@@ -71,7 +74,7 @@ def keeps_shipped_math(optimizer: Any, cls: type) -> bool:
     """The optimizer's class has `cls`'s `HOOKS` as declared: a subclass, or a patch of `cls`
     itself, that replaces one of them is not the algorithm a kernel implements."""
     own = type(optimizer)
-    return all(getattr(own, hook) is f for hook, f in _SHIPPED[cls].items())
+    return all(getattr(own, hook, None) is f for hook, f in _SHIPPED[cls].items())
 
 
 def torch_path(optimizer: Any) -> TorchPath | None:
