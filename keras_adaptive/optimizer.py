@@ -144,10 +144,10 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
 
     def _apply(self, grads: list, trainable_variables: Any) -> Any:
         if self._is_plain_torch_step(grads, trainable_variables):
-            from keras_adaptive.backend.torch_multi_tensor import tensors_of
+            from keras_adaptive.backend import torch_step
 
             self._backend_update_step(grads, self._trainable_variables, self.learning_rate)
-            tensors_of([self._iterations])[0].add_(1)  # in place: Keras' assign_add makes a new tensor
+            torch_step.count_step(self._iterations)
             return None
         return super().apply(grads, trainable_variables)
 
@@ -378,11 +378,9 @@ class AdaptiveOptimizer(keras.optimizers.Optimizer):
         implementation, and the multi-tensor path reads scalars; that runs the portable path."""
         if keras.backend.backend() != "torch" or not self.multi_tensor or dispatch.torch_path(self) is None:
             return False
-        import torch
+        from keras_adaptive.backend import torch_step
 
-        from keras_adaptive import _compat
-
-        return not torch.compiler.is_compiling() and _compat.torch_fast_path_available()
+        return torch_step.available()
 
     def _takes_jax_native_path(self) -> bool:
         """Whether this step's float32 weights take the native kernel (`backend/jax_native.py`)."""

@@ -10,8 +10,21 @@ from typing import Any
 
 import torch
 
+from keras_adaptive import _compat
 from keras_adaptive.backend import torch_fused
 from keras_adaptive.backend.torch_multi_tensor import _PENDING, MultiTensor, _operand, tensors_of
+
+
+def available() -> bool:
+    """Whether a torch step can take this path now: not under torch.compile (jit_compile=True:
+    PyTorch's fused kernels have no meta implementation, and the multi-tensor path reads
+    scalars, so the portable path runs there), and with what `_compat` found it needs."""
+    return not torch.compiler.is_compiling() and _compat.torch_fast_path_available()
+
+
+def count_step(iterations: Any) -> None:
+    """`iterations += 1` in place: Keras' assign_add makes a new tensor."""
+    tensors_of([iterations])[0].add_(1)
 
 
 @torch.no_grad()
