@@ -25,15 +25,7 @@ import statistics
 import tempfile
 import time
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.gui.ui import CHROMIUM, CHROMIUM_ARGS  # the browser tests' launch, kept in one place
 
 
 def _serve(results: str):
@@ -104,7 +96,7 @@ def lag(args) -> None:
 
     url, comparisons, demo = _serve(tempfile.mkdtemp(prefix="gui-lag-"))
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         main = _page(browser, url)
         _setup(main, args.backend, args.optimizers, args.epochs, args.steps_per_epoch)
         other = None
@@ -198,7 +190,7 @@ def first_curve(args) -> None:
 
     url, comparisons, demo = _serve(tempfile.mkdtemp(prefix="gui-lag-"))
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         p = _page(browser, url)
         _fill(p, "epochs", 1)
         _fill(p, "steps-per-epoch", 20)

@@ -20,16 +20,8 @@ import urllib.request
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.gui.ui import CHROMIUM, CHROMIUM_ARGS
+
 SERVER_START_TIMEOUT = 150
 
 

@@ -164,15 +164,17 @@ def _check_two_sessions(a, b, gui_server, screenshot_dir):
     assert stopped_at >= 20
     # The step the status gives is the one the worker reached: the table and the curve's end say the same.
     ui.wait_status(a, r"Finished", timeout=150)
-    assert [r[3] for r in ui.summary(b)] == [str(stopped_at)] and [r[2] for r in ui.summary(b)] == ["stopped"]
-    assert ui.trace(b, "loss-0")["x"][-1] == stopped_at
     assert ui.legend(a) == ["adam (learning_rate=0.001)", "rmsprop (learning_rate=0.001)"]
     assert [r[2:4] for r in ui.summary(a)] == [["finished", "80"]] * 2
-    assert ui.legend(b) == ["nadam (learning_rate=0.001) (stopped)"]
     deadline = time.monotonic() + 30  # the run's last frame, with the downloads, once it is kept
     while not b.locator("#download-csv").is_enabled():
         assert time.monotonic() < deadline, f"no downloads after Stop; status {ui.status(b)!r}"
         time.sleep(0.2)
+    # The last frame (the table and chart are throttled before it; seen 39 against a status of 51
+    # when read earlier) says what the status says.
+    assert [r[3] for r in ui.summary(b)] == [str(stopped_at)] and [r[2] for r in ui.summary(b)] == ["stopped"]
+    assert ui.trace(b, "loss-0")["x"][-1] == stopped_at
+    assert ui.legend(b) == ["nadam (learning_rate=0.001) (stopped)"]
     _wait_no_workers(gui_server)
     b.screenshot(path=os.path.join(screenshot_dir, "stopped-session.png"), full_page=True)
 

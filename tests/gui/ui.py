@@ -7,6 +7,18 @@ import time
 
 import pytest
 
+# Debian's Chromium, started as this machine needs (Playwright must never download a browser);
+# the browser tests (conftest.py) and benchmarks/gui_lag.py both launch it so.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 DEFAULT_TIMEOUT = 120.0
 
 
