@@ -11,21 +11,24 @@ workers re-import the main module).
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import math
 import os
 import sys
 import time
 from collections.abc import Sequence
 
+# Commands besides `compare`, each in a module of its own with `add_arguments(parser)` and
+# `run(args) -> int` (the exit status); imported only when their command runs.
+COMMANDS = {
+    "sweep": ("keras_adaptive_gui.sweep_cli", "learning-rate sweeps over several seeds: a fair comparison"),
+    "parity": ("keras_adaptive_gui.parity_cli", "train a model on TensorFlow, JAX and PyTorch and compare"),
+}
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="keras-adaptive", description="keras_adaptive tools.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser(
-        "compare",
-        help="train several optimizers on one task and compare them",
-        description="Train optimizers side by side (same initial weights, same batches) and compare them.",
-    )
+
+def add_task_options(p: argparse.ArgumentParser) -> None:
+    """The options that say what a run trains on and how long (compare's and sweep's)."""
     p.add_argument(
         "--task", default="mnist-mlp", help="mnist-mlp, mnist-cnn, mnist-rnn, adding, rosenbrock, beale or quadratic"
     )
@@ -49,11 +52,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", default=30, help="sequence length of the adding problem")
     p.add_argument("--mnist", metavar="PATH", help="an MNIST .npz in the keras.datasets layout")
     p.add_argument("--no-download", action="store_true", help="do not try to download MNIST")
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """Where results go and how the PNGs look (compare's and sweep's)."""
     p.add_argument("--out", default="results", help="folder for the run bundle and the PNG (default results/)")
     p.add_argument("--log-scale", action="store_true", help="log-scale loss axis in the PNG")
     p.add_argument("--smoothing", type=float, default=0.0, help="smoothing of the loss curve in the PNG, 0-0.99")
     p.add_argument("--x-axis", choices=("step", "time"), default="step")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keras-adaptive", description="keras_adaptive tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser(
+        "compare",
+        help="train several optimizers on one task and compare them",
+        description="Train optimizers side by side (same initial weights, same batches) and compare them.",
+    )
+    add_task_options(p)
+    add_output_options(p)
+    for name, (module, summary) in COMMANDS.items():
+        if importlib.util.find_spec(module) is None:
+            continue
+        command = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+        importlib.import_module(module).add_arguments(command)
     return parser
 
 
@@ -170,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "compare":
         sys.exit(compare(args))
+    sys.exit(importlib.import_module(COMMANDS[args.command][0]).run(args))
 
 
 if __name__ == "__main__":
