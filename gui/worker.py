@@ -28,6 +28,25 @@ every optimizer has those two.
 
 `series` is the index of the optimizer in `config["optimizers"]`. `stop` is an Event;
 the parent also terminates the process, which is always safe here.
+
+Persistent workers (`serve`, used by sweeps): import Keras once, then take job after job
+from `inbox` until None (or the server is gone). A job is a dict with an `"id"`; every
+message the job sends carries `"job": id`, and its last message is "finished" (a run),
+"result" (a call) or "error" (either; the worker lives on):
+
+    {"job": "run", "id", "config": <a run config, as `run` takes>}
+        a training run, reported as above. Built and compiled models and optimizers are
+        kept per (task settings, optimizer, hyperparameters other than learning_rate); a
+        later run with the same key resets the weights to its seed's initial weights,
+        every optimizer variable (iterations too) to its value right after
+        `optimizer.build`, and assigns its learning rate, so the compiled training
+        function is reused (same numbers as a fresh run: tests/gui/test_sweep.py).
+        `config["stats"] = False` leaves the optimizer statistics out (no monitor).
+    {"job": "call", "id", "target": "package.module:function", "kwargs": {...}}
+        `function(**kwargs, send=send, stopped=stopped)` in the warm process: `send(dict)`
+        reports (tagged with the job's id), `stopped()` says whether to stop; its return
+        value (picklable) comes back as {"type": "result", "value"}. For page actions that
+        need Keras (e.g. a learning-rate finder) without changing this module.
 """
 
 from __future__ import annotations
@@ -112,9 +131,119 @@ def run_when_given(backend: str, inbox: Any, queue: Any, stop: Any) -> None:
     run(config, queue, stop)
 
 
+def _quiet_start(backend: str) -> None:
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def serve(backend: str, inbox: Any, outbox: Any, stop: Any) -> None:
+    """A persistent warm worker: import Keras once, then run job after job from `inbox` (see
+    the module's docstring) until None or the server is gone. `stop` (an Event) asks the job
+    in progress to stop; the parent clears it before the next job."""
+    _quiet_start(backend)
+    _name_process(SPARE_NAME)
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:
+        pass
+    parent = os.getppid()
+    import queue as queue_module
+
+    failed = None
+    try:
+        import keras  # noqa: F401 (imported once, before the first job)
+
+        from keras_adaptive_gui import hyperparams
+
+        hyperparams.catalog()
+    except BaseException as error:
+        failed = {"type": "error", "message": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+    cache = RunCache()
+    while True:
+        try:
+            job = inbox.get(timeout=1.0)
+        except queue_module.Empty:
+            if os.getppid() != parent:
+                return
+            continue
+        if job is None:
+            return
+        job_id = job.get("id")
+
+        def send(message: dict, job_id: Any = job_id) -> None:
+            outbox.put({**message, "job": job_id})
+
+        def stopped() -> bool:
+            return stop.is_set() or os.getppid() != parent
+
+        if failed is not None:
+            send(failed)
+            continue
+        _name_process(RUN_NAME)
+        try:
+            if job.get("job") == "call":
+                module, name = job["target"].split(":")
+                import importlib
+
+                function = getattr(importlib.import_module(module), name)
+                send({"type": "result", "value": function(**job.get("kwargs", {}), send=send, stopped=stopped)})
+            elif job.get("job") == "run":
+                _Trainer(job["config"], send, stopped, cache).run()
+            else:
+                raise ValueError(f"Unknown job {job.get('job')!r}: 'run' or 'call'.")
+        except BaseException as error:  # told, and the worker takes the next job
+            send({"type": "error", "message": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
+        _name_process(SPARE_NAME)
+
+
+class RunCache:
+    """What a persistent worker keeps between runs: data sets, and per (task settings,
+    optimizer key, hyperparameters other than learning_rate) built models (or 2-D points)
+    with their compiled optimizer, and the optimizer variables' values right after build."""
+
+    def __init__(self) -> None:
+        self.data: dict = {}
+        self.entries: dict = {}
+
+    @staticmethod
+    def key(config: dict, choice: dict) -> tuple:
+        others = tuple(sorted((k, v) for k, v in choice["kwargs"].items() if k != "learning_rate"))
+        task = config["task"]
+        return (task, config.get("cell", "LSTM"), config.get("seq_len", 30), choice["key"], others)
+
+    def take(self, config: dict, choice: dict, nth: int, make: Callable[[dict], Any]) -> Any:
+        """The `nth` entry (0, 1, ... for repeats of one key within a run) for this key, made
+        by `make(choice)` the first time."""
+        entries = self.entries.setdefault(self.key(config, choice), [])
+        while len(entries) <= nth:
+            entries.append(make(choice))
+        return entries[nth]
+
+
+def _snapshot(optimizer: Any) -> list:
+    from keras import ops
+
+    return [np.array(ops.convert_to_numpy(v.value)) for v in optimizer.variables]
+
+
+def _restore(optimizer: Any, values: list, choice: dict) -> None:
+    """Every optimizer variable back to its value right after build, then the run's learning rate."""
+    for variable, value in zip(optimizer.variables, values):
+        variable.assign(value)
+    if "learning_rate" in choice["kwargs"]:
+        optimizer.learning_rate = choice["kwargs"]["learning_rate"]
+
+
 class _Trainer:
-    def __init__(self, config: dict, send: Callable[[dict], None], stopped: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        config: dict,
+        send: Callable[[dict], None],
+        stopped: Callable[[], bool],
+        cache: RunCache | None = None,
+    ) -> None:
         self.config = config
+        self.cache = cache
         self.send = send
         self.stopped = stopped
         self.rows: list[dict] = []
@@ -145,7 +274,8 @@ class _Trainer:
                 f"keras was imported with the {keras.backend.backend()} backend before KERAS_BACKEND was set "
                 f"to {c['backend']}; start workers through keras_adaptive_gui.engine."
             )
-        self.optimizers = [hyperparams.make(o["key"], o["kwargs"]) for o in c["optimizers"]]
+        if self.cache is None:
+            self.optimizers = [hyperparams.make(o["key"], o["kwargs"]) for o in c["optimizers"]]
         task = tasks.TASKS[c["task"]]
         kind = task.kind
         total = c["steps_2d"] if task.is_2d else c["epochs"] * c["steps_per_epoch"]
@@ -213,27 +343,65 @@ class _Trainer:
 
     # --- models ----------------------------------------------------------------------
 
-    def prepare_model(self, kind: str) -> None:
+    def load_data(self) -> Any:
         from keras_adaptive_gui import tasks
 
         c = self.config
         if tasks.TASKS[c["task"]].uses_mnist:
-            self.data = tasks.mnist_data(c["task"], c["mnist_path"])
+            key = (c["task"], c["mnist_path"])
+            make = lambda: tasks.mnist_data(c["task"], c["mnist_path"])  # noqa: E731
         else:
-            self.data = tasks.adding_data(c["seq_len"], c["seed"])
+            key = ("adding", c["seq_len"], c["seed"])
+            make = lambda: tasks.adding_data(c["seq_len"], c["seed"])  # noqa: E731
+        if self.cache is None:
+            return make()
+        if key not in self.cache.data:
+            self.cache.data = {key: make()}  # one data set kept: a sweep trains on one task
+        return self.cache.data[key]
+
+    def prepare_model(self, kind: str) -> None:
+        from keras_adaptive_gui import hyperparams, tasks
+
+        c = self.config
+        self.data = self.load_data()
         self.order = tasks.batch_order(
             len(self.data.x_train), c["batch_size"], c["steps_per_epoch"], c["epochs"], c["seed"]
         )
+
+        def new_model(optimizer: Any) -> Any:
+            model = tasks.build_model(c["task"], c.get("cell", "LSTM"), c.get("seq_len", 30))
+            model.compile(optimizer=optimizer, loss=tasks.loss_for(c["task"]))
+            return model
+
+        def new_entry(choice: dict) -> tuple:
+            optimizer = hyperparams.make(choice["key"], choice["kwargs"])
+            model = new_model(optimizer)
+            optimizer.build(model.trainable_variables)  # what the first train_on_batch would do
+            return model, optimizer, _snapshot(optimizer)
+
         self.models = []
         start = None
-        for optimizer in self.optimizers:
-            model = tasks.build_model(c["task"], c.get("cell", "LSTM"), c.get("seq_len", 30))
-            if start is None:
-                start = tasks.initial_weights(model.weights, c["seed"])
-            model.set_weights(start)
-            model.compile(optimizer=optimizer, loss=tasks.loss_for(c["task"]))
-            self.models.append(model)
-        self.start_monitors()
+        if self.cache is None:
+            for optimizer in self.optimizers:
+                model = new_model(optimizer)
+                start = start if start is not None else tasks.initial_weights(model.weights, c["seed"])
+                model.set_weights(start)
+                self.models.append(model)
+        else:
+            self.optimizers, seen = [], {}
+            for choice in c["optimizers"]:
+                key = RunCache.key(c, choice)
+                seen[key] = seen.get(key, -1) + 1
+                model, optimizer, values = self.cache.take(c, choice, seen[key], new_entry)
+                start = start if start is not None else tasks.initial_weights(model.weights, c["seed"])
+                model.set_weights(start)
+                _restore(optimizer, values, choice)
+                self.models.append(model)
+                self.optimizers.append(optimizer)
+        if c.get("stats", True):
+            self.start_monitors()
+        else:
+            self.monitors = [None] * len(self.models)
 
     def evaluate(self, model: Any, kind: str) -> tuple[float, float]:
         out = np.asarray(model.predict_on_batch(self.data.x_val), dtype="float64")
@@ -302,21 +470,43 @@ class _Trainer:
     def prepare_2d(self) -> None:
         import keras
 
-        from keras_adaptive_gui import tasks
+        from keras_adaptive_gui import hyperparams, tasks
 
-        self.function = tasks.FUNCTIONS_2D[self.config["task"]]
-        self.points = [
-            keras.Variable(np.array(self.function.start, dtype="float32"), name="xy") for _ in self.optimizers
-        ]
-        for optimizer, point in zip(self.optimizers, self.points):
+        c = self.config
+        self.function = tasks.FUNCTIONS_2D[c["task"]]
+
+        def new_point() -> Any:
+            return keras.Variable(np.array(self.function.start, dtype="float32"), name="xy")
+
+        if self.cache is None:
+            self.points = [new_point() for _ in self.optimizers]
+            for optimizer, point in zip(self.optimizers, self.points):
+                optimizer.build([point])
+            self.steps = [_compiled_step(self.function.f, o, p) for o, p in zip(self.optimizers, self.points)]
+            return
+
+        def new_entry(choice: dict) -> tuple:
+            optimizer, point = hyperparams.make(choice["key"], choice["kwargs"]), new_point()
             optimizer.build([point])
-        self.steps = [_compiled_step(self.function.f, o, p) for o, p in zip(self.optimizers, self.points)]
+            return point, optimizer, _snapshot(optimizer), _compiled_step(self.function.f, optimizer, point)
+
+        self.points, self.optimizers, self.steps, seen = [], [], [], {}
+        for choice in c["optimizers"]:
+            key = RunCache.key(c, choice)
+            seen[key] = seen.get(key, -1) + 1
+            point, optimizer, values, step = self.cache.take(c, choice, seen[key], new_entry)
+            point.assign(np.array(self.function.start, dtype="float32"))
+            _restore(optimizer, values, choice)
+            self.points.append(point)
+            self.optimizers.append(optimizer)
+            self.steps.append(step)
 
     def train_2d(self) -> bool:
         from keras import ops
 
         alive = [True] * len(self.optimizers)
         own_time = [0.0] * len(self.optimizers)
+        with_stats = self.config.get("stats", True)
         position = []  # each series' last (x, y)
         for i, point in enumerate(self.points):
             x, y = (float(v) for v in ops.convert_to_numpy(point.value))
@@ -336,10 +526,11 @@ class _Trainer:
                 self.rows.append({"series": i, "step": step, "time": own_time[i], "loss": loss, "x": x, "y": y})
                 # Every step: the gradient comes with the step and the update is the change of position.
                 (x0, y0), position[i] = position[i], (x, y)
-                size = math.hypot(x0, y0)
-                lr = self.effective_lr(optimizer, [point]) if step == 1 or step % self.lr_every == 0 else None
-                grad_norm = math.hypot(*(float(g) for g in ops.convert_to_numpy(grad)))
-                self.add_stats(i, step, lr, math.hypot(x - x0, y - y0) / size if size > 0 else None, grad_norm)
+                if with_stats:
+                    size = math.hypot(x0, y0)
+                    lr = self.effective_lr(optimizer, [point]) if step == 1 or step % self.lr_every == 0 else None
+                    grad_norm = math.hypot(*(float(g) for g in ops.convert_to_numpy(grad)))
+                    self.add_stats(i, step, lr, math.hypot(x - x0, y - y0) / size if size > 0 else None, grad_norm)
                 if not (math.isfinite(loss) and abs(x) < 1e6 and abs(y) < 1e6):
                     alive[i] = False
                     self.flush(force=True)
