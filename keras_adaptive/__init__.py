@@ -6,6 +6,7 @@ from keras_adaptive.adadelta import AdaDelta
 from keras_adaptive.adagrad import AdaGrad
 from keras_adaptive.adam import Adam, AdamW
 from keras_adaptive.backend import fast_paths  # noqa: F401 (declares the fast paths of the classes above)
+from keras_adaptive.comparison import Comparison, compare
 from keras_adaptive.nadam import Nadam
 from keras_adaptive.optimizer import AdaptiveOptimizer
 from keras_adaptive.registry import OPTIMIZERS, get
@@ -20,11 +21,13 @@ __all__ = [
     "AdaGrad",
     "Adam",
     "AdamW",
+    "Comparison",
     "AdaptiveOptimizer",
     "Nadam",
     "RMSProp",
     "SGD",
     "callbacks",
+    "compare",
     "pytorch",
     "get",
     "schedules",

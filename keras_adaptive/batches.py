@@ -56,6 +56,29 @@ def _take(x: Any, indices: np.ndarray) -> Any:
     return x[indices]
 
 
+def _looks_like_batch(value: Any) -> bool:
+    def sized(v: Any) -> bool:
+        return isinstance(v, (dict, list, tuple)) or getattr(v, "ndim", 0) > 0
+
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(sized(v) for v in value)
+
+
+def is_arrays(data: Any) -> bool:
+    """Whether `data` is arrays `(x, y)` rather than a list of (x, y) batches: a pair whose
+    `y` is an array (a list of two batches has a batch, a pair, in second place)."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2 or hasattr(data[0], "__next__"):
+        return False
+    return not (_looks_like_batch(data[0]) and _looks_like_batch(data[1]))
+
+
+def as_arrays(data: Any, argument: str = "data") -> Batch:
+    """Arrays `(x, y)` as NumPy, checked: as many samples in x as in y."""
+    x, y = _pair(data, argument)
+    if _length(x) != len(y):
+        raise ValueError(f"Argument `{argument}`: x has {_length(x)} samples but y has {len(y)}.")
+    return x, y
+
+
 def _is_pydataset(data: Any) -> bool:
     return hasattr(data, "on_epoch_end") and hasattr(data, "__getitem__") and hasattr(data, "num_batches")
 
@@ -80,7 +103,7 @@ class Batches:
         ):
             raise ValueError(f"Argument `steps_per_epoch` must be a positive integer or None, got {steps_per_epoch!r}.")
         self.argument = argument
-        if isinstance(data, (tuple, list)) and len(data) == 2 and not hasattr(data[0], "__next__"):
+        if is_arrays(data):
             self.epochs = self._from_arrays(data, epochs, steps_per_epoch, batch_size or 32, seed)
         elif hasattr(data, "as_numpy_iterator"):  # tf.data.Dataset: each epoch reads it from its start
             self.epochs = [self._read(iter(data.as_numpy_iterator()), steps_per_epoch, e) for e in range(epochs)]
@@ -125,10 +148,8 @@ class Batches:
         return out
 
     def _from_arrays(self, data: Any, epochs: int, steps: int | None, batch_size: int, seed: int) -> list:
-        x, y = _pair(data, self.argument)
+        x, y = as_arrays(data, self.argument)
         n = _length(x)
-        if n != len(y):
-            raise ValueError(f"Argument `{self.argument}`: x has {n} samples but y has {len(y)}.")
         if n == 0:
             raise ValueError(f"Argument `{self.argument}` has no samples.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
