@@ -55,6 +55,12 @@ class Limits:
     max_seq_len: int = 200
     max_workers: int = 4  # worker processes at once, over all sessions
     max_seconds: float = 900.0  # a run is stopped after this
+    # Sweeps (gui/sweep.py): every (optimizer, learning rate, seed, backend) is a run.
+    max_sweep_runs: int = 200  # runs in one sweep
+    max_session_runs: int = 1000  # sweep runs one page session may start in all
+    max_grid_points: int = 15  # learning rates per optimizer
+    max_seeds: int = 10
+    max_sweep_seconds: float = 1800.0  # a sweep is stopped after this
 
     def describe(self) -> str:
         return (
@@ -63,6 +69,13 @@ class Limits:
             f"{self.max_total_steps}; 2-D steps ≤ {self.max_steps_2d}; sequence length ≤ {self.max_seq_len}; "
             f"{self.max_workers} worker processes at once on this server (one per backend of a run); "
             f"a run stops after {self.max_seconds / 60:g} minutes"
+        )
+
+    def describe_sweeps(self) -> str:
+        return (
+            f"a sweep: ≤ {self.max_grid_points} learning rates per optimizer, ≤ {self.max_seeds} seeds, "
+            f"≤ {self.max_sweep_runs} runs in all (optimizers × learning rates × seeds × backends), "
+            f"≤ {self.max_session_runs} sweep runs per session, stopped after {self.max_sweep_seconds / 60:g} minutes"
         )
 
 

@@ -266,3 +266,104 @@ def save_png(fig: Figure, path: str, footer: str = "") -> str:
         fig.text(0.01, 0.005, footer, fontsize=7, va="bottom", ha="left", family="monospace")
     fig.savefig(path, format="png", dpi=110, metadata={"Description": footer})
     return path
+
+
+# --- sweeps ------------------------------------------------------------------------------
+
+
+def _names(points: list) -> list:
+    return list(dict.fromkeys((p["name"], p["backend"]) for p in points))
+
+
+def sensitivity_figure(points: list, kind: str, title: str = "") -> Figure:
+    """Final loss and the validation metric against the learning rate (log axis), per
+    optimizer the median over seeds with its min-max band; a learning rate where seeds blew
+    up gets a ✖ at the top of the axis with how many (not dropped). `points` as
+    `sweep.sensitivity` gives them."""
+    from keras_adaptive_gui.sweep import metric_of
+
+    column, metric_title, _ = metric_of(kind)
+    panels = [("loss", "final training loss")]
+    if column != "final_loss":
+        panels.append(("metric", metric_title))
+    fig = Figure(figsize=(6.0 * len(panels), 4.4), layout="constrained")
+    axes = [fig.add_subplot(1, len(panels), k + 1) for k in range(len(panels))]
+    keys = _names(points)
+    several = len({b for _, b in keys}) > 1
+    for ax, (prefix, panel_title) in zip(axes, panels):
+        finite = [
+            v for p in points for v in (p[f"{prefix}_low"], p[f"{prefix}_high"]) if v is not None and math.isfinite(v)
+        ]
+        log = prefix == "loss" or column == "best_val_loss"
+        top = max(finite) if finite else 1.0
+        for n, key in enumerate(keys):
+            mine = [p for p in points if (p["name"], p["backend"]) == key]
+            color = COLORS[n % len(COLORS)]
+            label = f"{key[0]} · {key[1]}" if several else key[0]
+            shown = [p for p in mine if p[f"{prefix}_median"] is not None]
+            x = [p["learning_rate"] for p in shown]
+            ax.fill_between(
+                x, [p[f"{prefix}_low"] for p in shown], [p[f"{prefix}_high"] for p in shown], color=color, alpha=0.18
+            )
+            ax.plot(x, [p[f"{prefix}_median"] for p in shown], "o-", color=color, label=label, gid=f"sens-{prefix}-{n}")
+            blown = [p for p in mine if p["blown_up"]]
+            if blown:
+                ax.plot(
+                    [p["learning_rate"] for p in blown],
+                    [top] * len(blown),
+                    "x",
+                    color=color,
+                    markersize=10,
+                    mew=2.5,
+                    clip_on=False,
+                )
+                for p in blown:
+                    ax.annotate(
+                        f"{p['blown_up']}/{p['runs']}",
+                        (p["learning_rate"], top),
+                        textcoords="offset points",
+                        xytext=(0, 7),
+                        ha="center",
+                        fontsize=7,
+                        color=color,
+                    )
+        ax.set_xscale("log")
+        if log and finite and min(finite) > 0:
+            ax.set_yscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_title(f"{panel_title} (median over seeds, band min–max; ✖ blown up)", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def best_curves_figure(curves: list, title: str = "", log_scale: bool = True) -> Figure:
+    """The batch loss at each optimizer's best learning rate: median over seeds and min-max
+    band (`Sweep.curves`)."""
+    fig = Figure(figsize=(9.0, 4.6), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    several = len({c["backend"] for c in curves}) > 1
+    for n, c in enumerate(curves):
+        color = COLORS[n % len(COLORS)]
+        name = f"{c['name']} · {c['backend']}" if several else c["name"]
+        ax.fill_between(c["steps"], c["low"], c["high"], color=color, alpha=0.18)
+        ax.plot(
+            c["steps"],
+            c["median"],
+            color=color,
+            gid=f"best-{n}",
+            label=f"{name}, lr={c['learning_rate']:.3g} (median of {c['seeds']} seeds)",
+        )
+    finite = [v for c in curves for v in c["median"] if math.isfinite(v)]
+    if log_scale and finite and min(finite) > 0:
+        _log_y(ax)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title("loss at each optimizer's best learning rate (band: min–max over seeds)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

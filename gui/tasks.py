@@ -79,6 +79,11 @@ class Task:
     # Learning rates that move visibly in a few hundred steps, by optimizer (lower-case class name);
     # the page sets them when a person picks the task. Empty: the optimizers' own defaults.
     learning_rates: tuple = ()
+    # Time to target (sweeps): the default target, a validation accuracy to reach ("val_acc",
+    # classifiers, checked at each epoch's evaluation) or a training loss to get under ("loss",
+    # checked at every step).
+    target_metric: str = "loss"
+    target: float = 0.0
 
     def learning_rate_for(self, key: str) -> float | None:
         return dict(self.learning_rates).get(key.lower().replace("keras.", ""))
@@ -98,9 +103,23 @@ class Task:
 
 
 TASKS = {
-    "mnist-mlp": Task("mnist-mlp", "classify", "MLP 784-64-10 on MNIST", uses_mnist=True, classes=10),
+    "mnist-mlp": Task(
+        "mnist-mlp",
+        "classify",
+        "MLP 784-64-10 on MNIST",
+        uses_mnist=True,
+        classes=10,
+        target_metric="val_acc",
+        target=0.9,
+    ),
     "mnist-cnn": Task(
-        "mnist-cnn", "classify", "small CNN (conv 8, conv 16, dense 10) on MNIST", uses_mnist=True, classes=10
+        "mnist-cnn",
+        "classify",
+        "small CNN (conv 8, conv 16, dense 10) on MNIST",
+        uses_mnist=True,
+        classes=10,
+        target_metric="val_acc",
+        target=0.9,
     ),
     "mnist-rnn": Task(
         "mnist-rnn",
@@ -109,6 +128,8 @@ TASKS = {
         uses_mnist=True,
         uses_cell=True,
         classes=10,
+        target_metric="val_acc",
+        target=0.8,
     ),
     "adding": Task(
         "adding",
@@ -116,11 +137,13 @@ TASKS = {
         f"adding problem: a {HIDDEN_UNITS}-unit LSTM/GRU sums the 2 marked numbers of a sequence",
         uses_cell=True,
         uses_seq_len=True,
+        target=0.02,  # predicting the mean sum (1) scores about 1/6
     ),
     "rosenbrock": Task(
         "rosenbrock",
         "2d",
         "Rosenbrock function " + FUNCTIONS_2D["rosenbrock"].formula,
+        target=0.01,
         learning_rates=(
             ("sgd", 0.001),
             ("adagrad", 0.5),
@@ -135,6 +158,7 @@ TASKS = {
         "beale",
         "2d",
         "Beale function " + FUNCTIONS_2D["beale"].formula,
+        target=0.01,
         learning_rates=(
             ("sgd", 0.01),
             ("adagrad", 0.5),
@@ -149,6 +173,7 @@ TASKS = {
         "quadratic",
         "2d",
         "ill-conditioned quadratic " + FUNCTIONS_2D["quadratic"].formula,
+        target=0.01,
         learning_rates=(
             ("sgd", 0.035),
             ("adagrad", 0.5),
