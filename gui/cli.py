@@ -1,11 +1,14 @@
 """`keras-adaptive compare ...`: the page's comparison from the command line.
 
     keras-adaptive compare --task mnist-mlp --optimizers adam,rmsprop:learning_rate=0.01 --backends jax,torch
+    keras-adaptive compare --model mypkg.models:build --data mypkg.data:load --loss mse --optimizers adam,sgd
 
 Same engine loop as the page (`engine.Comparison.run`): prints a progress bar and the
 summary table, writes the run bundle (`<out>/<run id>/config.json` and `records.csv`, the
-page's "Open a run bundle" reads it) and a PNG beside them. Light at import (spawned
-workers re-import the main module).
+page's "Open a run bundle" reads it) and a PNG beside them. With `--model` and `--data` (a
+person's own code, named 'module:function'), the same outputs come from
+`keras_adaptive.compare`, the library's path for notebooks and scripts. Light at import
+(spawned workers re-import the main module).
 """
 
 from __future__ import annotations
@@ -54,6 +57,23 @@ def add_task_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-download", action="store_true", help="do not try to download MNIST")
 
 
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """compare on a person's own code, instead of `--task` (`keras_adaptive.compare`)."""
+    p.add_argument("--model", metavar="MODULE:FUNCTION", help="a function returning an uncompiled keras.Model")
+    p.add_argument(
+        "--data",
+        metavar="MODULE:FUNCTION",
+        help="a function returning (x, y), ((x, y), (x_val, y_val)), a tf.data.Dataset, a PyDataset or batches",
+    )
+    p.add_argument("--validation-data", metavar="MODULE:FUNCTION", help="a function returning (x_val, y_val)")
+    p.add_argument("--loss", help="with --model: a Keras loss name (mse, ...) or MODULE:NAME of a loss object")
+    p.add_argument("--metrics", default="", help="with --model: comma-separated Keras metric names or MODULE:NAME")
+    p.add_argument("--seeds", default=1, help="with --model: how many seeds, from --seed on (default 1)")
+    p.add_argument(
+        "--target", help="with --model: time to target, a training loss (0.1) or val_loss=0.2 or val_acc=0.9"
+    )
+
+
 def add_output_options(p: argparse.ArgumentParser) -> None:
     """Where results go and how the PNGs look (compare's and sweep's)."""
     p.add_argument("--out", default="results", help="folder for the run bundle and the PNG (default results/)")
@@ -72,7 +92,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Train optimizers side by side (same initial weights, same batches) and compare them.",
     )
     add_task_options(p)
+    add_model_options(p)
     add_output_options(p)
+    # Unset by default, so that --task is told from --model, and each gets its own defaults.
+    p.set_defaults(task=None, steps_per_epoch=None, batch_size=None)
     for name, (module, summary) in COMMANDS.items():
         if importlib.util.find_spec(module) is None:
             continue
@@ -107,8 +130,13 @@ def _progress(fraction: float, text: str, width: int = 30) -> str:
 
 
 def compare(args: argparse.Namespace) -> int:
+    if args.model is not None or args.data is not None:
+        return compare_own_model(args)
     from keras_adaptive_gui import engine, hyperparams, plots, tasks
 
+    args.task = args.task or "mnist-mlp"
+    args.steps_per_epoch = 50 if args.steps_per_epoch is None else args.steps_per_epoch
+    args.batch_size = 64 if args.batch_size is None else args.batch_size
     mnist_path = None
     if args.task.startswith("mnist"):
         from keras_adaptive_gui.app import resolve_mnist
@@ -181,6 +209,119 @@ def compare(args: argparse.Namespace) -> int:
     print(f"wrote the run bundle {bundle} (config.json, records.csv) and {png}")
     ok = any(s.status == "finished" for s in comparison.series)
     return 0 if ok else 1
+
+
+def _whole(name: str, raw, low: int = 1, allow_none: bool = False):
+    if raw is None and allow_none:
+        return None
+    try:
+        value = float(str(raw))
+        if value != int(value) or value < low:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {raw!r}.") from None
+    return int(value)
+
+
+def parse_target(text: str | None):
+    """`--target`: "0.1" (a training loss), "val_loss=0.2" or "val_acc=0.9"."""
+    if text is None:
+        return None
+    name, _, value = str(text).rpartition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--target must be a training loss (0.1), val_loss=V or val_acc=V, got {text!r}.") from None
+    return {name.strip(): number} if name else number
+
+
+def _named(text: str, argument: str):
+    """A Keras name as it is, or the object 'module:name' names (a loss or metric object)."""
+    from keras_adaptive import user_code
+
+    return user_code.load(text, argument) if ":" in text else text
+
+
+def compare_own_model(args: argparse.Namespace) -> int:
+    """compare with --model and --data: `keras_adaptive.compare` on the person's code, in this
+    process on one backend, else in a worker per backend; the same outputs as with --task."""
+    try:
+        if args.task is not None:
+            raise ValueError("--task and --model are exclusive: --task trains a built-in task, --model your own.")
+        if args.model is None or args.data is None:
+            raise ValueError("--model and --data go together: both name a function as 'module:function'.")
+        if not args.loss:
+            raise ValueError("--model needs --loss (a Keras loss name such as mse, or 'module:name' of a loss).")
+        if not 0 <= args.smoothing <= 0.99:
+            raise ValueError(f"--smoothing must be in [0, 0.99], got {args.smoothing}.")
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        if not backends:
+            raise ValueError("--backends is empty.")
+        epochs = _whole("--epochs", args.epochs)
+        steps = _whole("--steps-per-epoch", args.steps_per_epoch, allow_none=True)
+        batch_size = _whole("--batch-size", args.batch_size, allow_none=True)
+        seed = _whole("--seed", args.seed, low=0)
+        seeds = list(range(seed, seed + _whole("--seeds", args.seeds)))
+        target = parse_target(args.target)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    # Keras reads its backend at import: this process trains on the first backend itself when it
+    # is the only one (and keras, if already imported, has it); else each backend gets a worker.
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = backends[0]
+    import keras
+
+    from keras_adaptive import compare as compare_api
+    from keras_adaptive_gui import hyperparams
+
+    here = len(backends) == 1 and keras.backend.backend() == backends[0]
+    last = [0.0]
+
+    def progress(fraction: float, text: str) -> None:
+        if args.no_progress or not (sys.stderr.isatty() or time.monotonic() - last[0] >= 5):
+            return
+        last[0] = time.monotonic()
+        end = "" if sys.stderr.isatty() else "\n"
+        print(_progress(fraction, text), end=end, file=sys.stderr, flush=True)
+
+    try:
+        optimizers = []
+        for n, (name, raw) in enumerate(hyperparams.split_spec_list(args.optimizers), 1):
+            key = hyperparams.resolve_key(name)
+            optimizers.append((key, hyperparams.build_kwargs(key, raw, where=f"Optimizer {n} ({key}): ")))
+        metrics = [_named(m.strip(), "--metrics") for m in args.metrics.split(",") if m.strip()]
+        print(f"model: {args.model}; data: {args.data}; backends: {', '.join(backends)}", file=sys.stderr)
+        comparison = compare_api(
+            args.model,
+            args.data,
+            optimizers,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            seeds=seeds,
+            backends=None if here else backends,
+            validation_data=args.validation_data,
+            target=target,
+            loss=_named(args.loss, "--loss"),
+            metrics=metrics,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    except ValueError as error:
+        for line in str(error).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    if not args.no_progress:
+        print(_progress(1.0, "done"), file=sys.stderr)
+    for message in comparison.messages:
+        print(message, file=sys.stderr)
+    print(format_table(comparison.summary_rows()))
+    bundle = comparison.save_bundle(args.out)
+    png = comparison.save_png(
+        os.path.join(args.out, f"{comparison.run_id}.png"), args.log_scale, args.smoothing, args.x_axis
+    )
+    print(f"wrote the run bundle {bundle} (config.json, records.csv) and {png}")
+    return 0 if any(s.status == "finished" for s in comparison.series) else 1
 
 
 def _footer(comparison, options) -> str:

@@ -471,7 +471,8 @@ def _end_epoch(run: _Run, epoch: int, step: int, validation: Any, target: Target
             if target.reached(value):
                 series.target_step, series.target_s = step, run.own_time
     if run.monitor is not None:
-        run.monitor.on_epoch_end(epoch)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a diverged run's ratios are NaN
+            run.monitor.on_epoch_end(epoch)
     if run.hooks is not None:
         run.hooks.on_epoch_end(epoch, logs)
         if run.model.stop_training and run.alive:
@@ -481,7 +482,8 @@ def _end_epoch(run: _Run, epoch: int, step: int, validation: Any, target: Target
 def _take_stats(series: Any, monitor: Any) -> None:
     from keras_adaptive.callbacks import MODEL  # the whole-model record (`summary=True`)
 
-    monitor.on_train_end()  # records the last step if it was a recorded one
+    with np.errstate(invalid="ignore", divide="ignore"):  # a diverged run's ratios are NaN
+        monitor.on_train_end()  # records the last step if it was a recorded one
     for r in monitor.records:
         if r["variable"] == MODEL:
             values = {"effective_lr": r["elr_p50"], "update_ratio": r["update_ratio"], "grad_norm": r["grad_norm"]}
@@ -641,8 +643,11 @@ class Comparison:
         """A pandas DataFrame with the CSV's columns (empty cells are NaN)."""
         import pandas as pd
 
-        frame = pd.DataFrame(self.rows(), columns=self.columns).replace("", np.nan)
-        return frame.infer_objects()
+        frame = pd.DataFrame(self.rows(), columns=self.columns)
+        for column in frame.columns:
+            if column not in ("optimizer", "backend", "record"):
+                frame[column] = pd.to_numeric(frame[column].replace("", np.nan))
+        return frame
 
     def to_csv(self, path: str) -> str:
         """Write every record (after one `#` line carrying the configuration as JSON), as the
@@ -805,7 +810,7 @@ class Comparison:
         ]
         lines = [" · ".join(run)]
         for o in c["optimizers"]:
-            values = ", ".join(f"{k}={v}" for k, v in o["hyperparameters"].items() if k != "name")
+            values = ", ".join(f"{k}={_short(v)}" for k, v in o["changed"].items())
             lines.append(f"{o['label']}: {o['key']}({values})")
         return "\n".join(lines)
 
@@ -997,12 +1002,18 @@ def compare(
         "metrics": [m if isinstance(m, str) else getattr(m, "name", None) or function_name(m) for m in metrics],
         "backends": backends or [keras.backend.backend()],
         "optimizers": [
-            {"key": c.key, "label": c.label, "hyperparameters": c.config.get("config", {}), "given": c.given}
+            {
+                "key": c.key,
+                "label": c.label,
+                "hyperparameters": c.config.get("config", {}),
+                "changed": _changed(c.config),
+                "given": c.given,
+            }
             for c in choices
         ],
         "epochs": epochs,
         "steps_per_epoch": steps,
-        "batch_size": (batch_size or 32) if arrays else None,
+        "batch_size": len(batches_for(seed_list[0]).epochs[0][0][1]),  # the first batch's, for other data
         "steps": epochs * steps,
         "seeds": seed_list,
         "classes": classes,
@@ -1044,27 +1055,60 @@ def compare(
     return Comparison(config, series, initial, messages)
 
 
-def _read_loader(data: Any, validation_data: Any) -> tuple[Any, Any, str]:
-    """(training data, validation data, a name for the configuration) from `data`: a loader
-    ('module:function' or a function) is called; `((x, y), (x_val, y_val))` is split."""
-    name = data if isinstance(data, str) else None
-    if isinstance(data, str):
-        data = user_code.load(data, "data")
-    is_loader = callable(data) and not any(
-        hasattr(data, a) for a in ("__iter__", "__getitem__", "__next__", "as_numpy_iterator")
+def _is_loader(value: Any) -> bool:
+    """A function to call for the data (not a dataset, generator or PyDataset, which are callable-free)."""
+    return callable(value) and not any(
+        hasattr(value, a) for a in ("__iter__", "__getitem__", "__next__", "as_numpy_iterator")
     )
-    if is_loader:
-        name = name or function_name(data)
-        try:
-            loaded = data()
-        except Exception as error:
-            raise ValueError(f"Argument `data`: the loader {name!r} failed: {type(error).__name__}: {error}") from error
-        data, loaded_validation = split_loaded(loaded)
-        if validation_data is None:
-            validation_data = loaded_validation
-    elif validation_data is None:
-        data, validation_data = split_loaded(data)
+
+
+def _call_loader(value: Any, argument: str) -> tuple[Any, str | None]:
+    """What a loader ('module:function' or a function) returns, and its name; other values as they are."""
+    name = value if isinstance(value, str) else None
+    if isinstance(value, str):
+        value = user_code.load(value, argument)
+    if not _is_loader(value):
+        return value, name
+    name = name or function_name(value)
+    try:
+        return value(), name
+    except Exception as error:
+        raise ValueError(
+            f"Argument `{argument}`: the loader {name!r} failed: {type(error).__name__}: {error}"
+        ) from error
+
+
+def _read_loader(data: Any, validation_data: Any) -> tuple[Any, Any, str]:
+    """(training data, validation data, a name for the configuration) from `data` and
+    `validation_data`: loaders are called, and `((x, y), (x_val, y_val))` is split."""
+    called = _is_loader(data) or isinstance(data, str)
+    data, name = _call_loader(data, "data")
+    validation_data, _ = _call_loader(validation_data, "validation_data")
+    if called:  # a loader's ((x, y), (x_val, y_val)); given directly, a pair of pairs is two batches
+        data, found = split_loaded(data)
+        validation_data = found if validation_data is None else validation_data
     return data, validation_data, name or type(data).__name__
+
+
+def _changed(serialized: dict) -> dict:
+    """The hyperparameters of a serialized optimizer that differ from its class's defaults (and
+    its learning rate always): what a label or a footer needs to tell runs apart."""
+    import keras
+
+    config = serialized.get("config", {})
+    try:
+        defaults = type(keras.optimizers.deserialize(serialized)).from_config({}).get_config()
+    except Exception:  # a class that needs arguments: show everything
+        defaults = {}
+    return {
+        k: v
+        for k, v in config.items()
+        if k != "name" and (k == "learning_rate" or k not in defaults or defaults[k] != v)
+    }
+
+
+def _short(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _is_accuracy(metric: Any) -> bool:

@@ -68,10 +68,17 @@ def spec_of(function: Any, argument: str) -> str:
     if not callable(function) or module is None or qualname is None:
         raise ValueError(f"Argument `{argument}` must be a function or a 'module:function' string, got {function!r}.")
     if module == "__main__" or "<" in qualname:
+        where = (
+            "defined in __main__ (a script or a notebook)"
+            if module == "__main__"
+            else "a lambda"
+            if qualname.endswith("<lambda>")
+            else "defined inside a function"
+        )
         raise ValueError(
-            f"Argument `{argument}`={qualname!r} is defined in {'__main__' if module == '__main__' else 'a function'}, "
-            "so worker processes on other backends cannot import it: define it at the top level of a module "
-            "(for example mypkg/models.py) and pass it, or its name 'mypkg.models:build'."
+            f"Argument `{argument}`={qualname!r} is {where}, so worker processes on other backends cannot import "
+            "it: define it at the top level of a module (for example mypkg/models.py) and pass it, or its name "
+            "'mypkg.models:build'."
         )
     spec = f"{module}:{qualname}"
     if load(spec, argument) is not function:
