@@ -104,7 +104,9 @@ class Batches:
             raise ValueError(f"Argument `steps_per_epoch` must be a positive integer or None, got {steps_per_epoch!r}.")
         self.argument = argument
         if is_arrays(data):
-            self.epochs = self._from_arrays(data, epochs, steps_per_epoch, batch_size or 32, seed)
+            self.epochs = self._from_arrays(
+                data, epochs, steps_per_epoch, 32 if batch_size is None else batch_size, seed
+            )
         elif hasattr(data, "as_numpy_iterator"):  # tf.data.Dataset: each epoch reads it from its start
             self.epochs = [self._read(iter(data.as_numpy_iterator()), steps_per_epoch, e) for e in range(epochs)]
         elif _is_pydataset(data):
