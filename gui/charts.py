@@ -592,3 +592,178 @@ def plot_data(fig: dict) -> Any:
     from gradio.components.plot import PlotData
 
     return PlotData(type="plotly", plot=json.dumps(fig, allow_nan=False))
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _band(x: list, low: list, high: list, color: str, group: str, meta: str, xaxis: str, yaxis: str) -> dict:
+    """A min-max band as one closed polygon (hover-less), in the series' legend group."""
+    xs = list(x) + list(x)[::-1]
+    ys = [_finite(v) for v in low] + [_finite(v) for v in high][::-1]
+    return {
+        "type": "scatter",
+        "x": xs,
+        "y": ys,
+        "fill": "toself",
+        "fillcolor": _rgba(color, 0.16),
+        "line": {"width": 0},
+        "hoverinfo": "skip",
+        "showlegend": False,
+        "legendgroup": group,
+        "meta": meta,
+        "xaxis": xaxis,
+        "yaxis": yaxis,
+        "mode": "lines",
+    }
+
+
+def _rgba(color: str, alpha: float) -> str:
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def sensitivity(points: list, kind: str, title: str = "", revision: str = "") -> dict:
+    """The sensitivity plot: final training loss and the validation metric (`sweep.metric_of`)
+    against the learning rate (log axes), per optimizer the median over seeds and its min-max
+    band; learning rates where seeds blew up get a ✖ at the top of the panel, with how many
+    (hover says so). Trace metas: `sens-loss-<n>`, `sens-metric-<n>`, `band-...`, `blown-<n>`."""
+    from keras_adaptive_gui.sweep import metric_of
+
+    column, metric_title, _ = metric_of(kind)
+    panels = [("loss", "final training loss", True)]
+    if column != "final_loss":
+        panels.append(("metric", metric_title, column == "best_val_loss"))
+    keys = list(dict.fromkeys((p["name"], p["backend"]) for p in points))
+    several = len({b for _, b in keys}) > 1
+    width = 1.0 / len(panels)
+    layout = _base_layout()
+    layout.update(height=460, margin={"l": 60, "r": 20, "t": 105, "b": 50})
+    layout["legend"] = {"orientation": "h", "x": 0, "y": -0.18, "yanchor": "top"}
+    annotations, data = [], []
+    for k, (prefix, panel_title, log) in enumerate(panels):
+        suffix = "" if k == 0 else str(k + 1)
+        x0, x1 = k * width + (0.06 if k else 0), (k + 1) * width - (0.02 if k + 1 < len(panels) else 0)
+        layout[f"xaxis{suffix}"] = _grid(
+            {"type": "log", "title": {"text": "learning rate"}, "domain": [x0, x1], "tickformat": ".0e"}
+        )
+        yaxis = {"title": {"text": panel_title}, "anchor": f"x{suffix}"}
+        if log:
+            yaxis.update(LOG)
+        layout[f"yaxis{suffix}"] = _grid(yaxis)
+        annotations.append(_panel_title(panel_title, x0, 1.02))
+        finite = [v for p in points for v in (p[f"{prefix}_low"], p[f"{prefix}_high"]) if _finite(v) is not None]
+        top = max(finite) if finite else 1.0
+        for n, key in enumerate(keys):
+            color = COLORS[n % len(COLORS)]
+            name = f"{key[0]} · {key[1]}" if several else key[0]
+            mine = [p for p in points if (p["name"], p["backend"]) == key]
+            shown = [p for p in mine if _finite(p[f"{prefix}_median"]) is not None]
+            x = [p["learning_rate"] for p in shown]
+            axes = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
+            if shown:
+                data.append(
+                    _band(
+                        x,
+                        [p[f"{prefix}_low"] for p in shown],
+                        [p[f"{prefix}_high"] for p in shown],
+                        color,
+                        name,
+                        f"band-{prefix}-{n}",
+                        **axes,
+                    )
+                )
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines+markers",
+                    "name": name,
+                    "x": x,
+                    "y": [_finite(p[f"{prefix}_median"]) for p in shown],
+                    "customdata": [[p["runs"] - p["blown_up"], p["runs"]] for p in shown],
+                    "hovertemplate": f"{name}<br>lr %{{x:.3g}}: %{{y:.4g}} (median of %{{customdata[0]}} seeds)"
+                    "<extra></extra>",
+                    "line": {"color": color, "width": 2},
+                    "marker": {"size": 7},
+                    "legendgroup": name,
+                    "showlegend": k == 0,
+                    "meta": f"sens-{prefix}-{n}",
+                    **axes,
+                }
+            )
+            blown = [p for p in mine if p["blown_up"]]
+            if blown:
+                data.append(
+                    {
+                        "type": "scatter",
+                        "mode": "markers+text",
+                        "name": f"{name}: blown up",
+                        "x": [p["learning_rate"] for p in blown],
+                        "y": [top] * len(blown),
+                        "text": [f"{p['blown_up']}/{p['runs']}" for p in blown],
+                        "textposition": "top center",
+                        "textfont": {"color": color, "size": 10},
+                        "hovertemplate": f"{name}<br>lr %{{x:.3g}}: %{{text}} seeds blown up<extra></extra>",
+                        "marker": {"symbol": "x-thin", "size": 13, "line": {"width": 3, "color": color}},
+                        "cliponaxis": False,
+                        "legendgroup": name,
+                        "showlegend": False,
+                        "meta": f"blown-{prefix}-{n}",
+                        **axes,
+                    }
+                )
+    layout["annotations"] = annotations
+    explained = "median over seeds, band min–max; ✖ at the top: seeds blown up (n/k)"
+    layout["title"] = {
+        "text": f"{title}<br><span style='font-size:11px'>{explained}</span>",
+        "x": 0.01,
+        "xanchor": "left",
+        "font": {"size": 14},
+    }
+    layout["uirevision"] = revision or title
+    _log_ticks(data, layout)
+    return {"data": data, "layout": layout}
+
+
+def best_curves(curves: list, title: str = "", revision: str = "", log_scale: bool = True) -> dict:
+    """The training loss at each optimizer's best learning rate (`Sweep.curves`): the median
+    over seeds and its min-max band. Trace metas: `best-<n>`, `band-best-<n>`."""
+    several = len({c["backend"] for c in curves}) > 1
+    layout = _base_layout()
+    layout.update(height=420, margin={"l": 60, "r": 20, "t": 60, "b": 50})
+    layout["legend"] = {"orientation": "h", "x": 0, "y": -0.18, "yanchor": "top"}
+    layout["xaxis"] = _grid({"title": {"text": "step"}})
+    layout["yaxis"] = _grid({"title": {"text": "training loss"}, **(LOG if log_scale else {})})
+    data = []
+    for n, c in enumerate(curves):
+        color = COLORS[n % len(COLORS)]
+        base = f"{c['name']} · {c['backend']}" if several else c["name"]
+        name = f"{base}, lr {c['learning_rate']:.3g} ({c['seeds']} seeds)"
+        keep = np.unique(np.linspace(0, len(c["steps"]) - 1, min(len(c["steps"]), MAX_POINTS)).astype(int))
+        x = [c["steps"][i] for i in keep]  # the same steps for the median and the band
+        median, low, high = ([c[k][i] for i in keep] for k in ("median", "low", "high"))
+        data.append(_band(x, low, high, color, name, f"band-best-{n}", "x", "y"))
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": name,
+                "x": x,
+                "y": [_finite(v) for v in median],
+                "hovertemplate": f"{name}<br>step %{{x}}: %{{y:.4g}} (median)<extra></extra>",
+                "line": {"color": color, "width": 2},
+                "legendgroup": name,
+                "meta": f"best-{n}",
+            }
+        )
+    layout["annotations"] = [
+        _panel_title("training loss at each optimizer's best learning rate: median over seeds, band min–max", 0, 1.0)
+    ]
+    layout["title"] = {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}}
+    layout["uirevision"] = revision or title
+    _log_ticks(data, layout)
+    return {"data": data, "layout": layout}

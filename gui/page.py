@@ -22,7 +22,7 @@ from typing import Any
 
 import gradio as gr
 
-from keras_adaptive_gui import charts, engine, history, hyperparams, tasks
+from keras_adaptive_gui import charts, engine, history, hyperparams, sweep_page, tasks
 
 SLOTS = 6
 NONE = "(none)"
@@ -64,7 +64,39 @@ PANEL_HELP = """- **Training loss per step**: the loss of each training batch be
   with a large epsilon the two differ noticeably."""
 
 # Each preset: (title, task to switch to or None, [(optimizer, {hyperparameter: value})]).
+# The "Tuned" ones are for the Sweep panel: each optimizer at its default learning rate, the
+# centre of its grid.
 PRESETS = [
+    (
+        "Tuned: SGD, Momentum, RMSProp, Adam on the MNIST MLP (press Sweep)",
+        "mnist-mlp",
+        [
+            ("sgd", {"learning_rate": "0.01"}),
+            ("sgd", {"learning_rate": "0.01", "momentum": "0.9"}),
+            ("rmsprop", {"learning_rate": "0.001"}),
+            ("adam", {"learning_rate": "0.001"}),
+        ],
+    ),
+    (
+        "Tuned: Adam, AdamW, Nadam, AMSGrad on the MNIST MLP (press Sweep)",
+        "mnist-mlp",
+        [
+            ("adam", {"learning_rate": "0.001"}),
+            ("adamw", {"learning_rate": "0.001"}),
+            ("nadam", {"learning_rate": "0.001"}),
+            ("adam", {"learning_rate": "0.001", "amsgrad": True}),
+        ],
+    ),
+    (
+        "Tuned: SGD, Momentum, AdaGrad, Adam on the ill-conditioned quadratic (press Sweep)",
+        "quadratic",
+        [
+            ("sgd", {"learning_rate": "0.035"}),
+            ("sgd", {"learning_rate": "0.01", "momentum": "0.9"}),
+            ("adagrad", {"learning_rate": "0.5"}),
+            ("adam", {"learning_rate": "0.1"}),
+        ],
+    ),
     (
         "SGD vs Momentum vs RMSProp vs Adam",
         None,
@@ -173,6 +205,7 @@ class Session:
     drawn_at: float = 0.0  # when the page was last sent the chart
     drawn_version: int = -1  # the comparison's version it showed
     lock: threading.Lock = field(default_factory=threading.Lock)
+    sweep_state: Any = None  # sweep_page.SweepState, once the session sweeps
 
 
 class Sessions:
@@ -192,6 +225,7 @@ class Sessions:
         with self._lock:
             session = self._sessions.pop(key, None)
         if session is not None:
+            sweep_page.stop_session(session)
             if session.comparison is not None:
                 session.comparison.stop()
             if session.run_dir:
@@ -337,10 +371,25 @@ def build(
                 settings = _run_settings(catalog, default_backend)
             with gr.Column(scale=7):
                 area = _chart_area()
+                sweeps = sweep_page.panel(limits)
                 panel = _history_panel(store)
         _wire_settings(settings, area, catalog)
         _wire_training(demo, settings, area, panel, sessions, store, catalog, mnist_path, limits)
         _wire_history(demo, settings, area, panel, sessions, store)
+        sweep_page.wire(
+            settings,
+            sweeps,
+            panel.runs,
+            panel.visitor,
+            sessions,
+            store,
+            catalog,
+            _chosen_optimizers,
+            _runs_update,
+            mnist_path,
+            limits,
+            area.stop,
+        )
         _api(sessions, mnist_path, limits, default_backend)
         demo.unload(sessions.close)
     return demo

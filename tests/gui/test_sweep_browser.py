@@ -1,0 +1,91 @@
+"""The sweep panel in real Chromium: a small sweep draws its sensitivity plot, the best-lr
+curves and the table; a bad grid gets a message. On one backend's pytest process only (the
+sweep's engine is tested on every backend in test_sweep.py)."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+from tests.gui import ui
+
+pytestmark = pytest.mark.backends("jax")
+
+SENS = "#sensitivity .js-plotly-plot"
+CURVES = "#best-curves .js-plotly-plot"
+
+
+def _sweep_status(page) -> str:
+    return page.locator("#sweep-status").inner_text()
+
+
+def _wait_sweep_status(page, pattern: str, timeout: float = ui.DEFAULT_TIMEOUT) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = _sweep_status(page)
+        if re.search(pattern, text):
+            return text
+        if time.monotonic() > deadline:
+            pytest.fail(f"the sweep status never matched {pattern!r}; it says {text!r}")
+        time.sleep(0.2)
+
+
+def _traces(page, selector: str) -> list[dict]:
+    return page.evaluate(
+        """sel => { const gd = document.querySelector(sel);
+             return gd && gd.data ? gd.data.map(t => ({meta: t.meta, name: t.name, x: Array.from(t.x || []),
+                 y: Array.from(t.y || []), text: Array.from(t.text || [])})) : []; }""",
+        selector,
+    )
+
+
+def _table(page) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        "#sweep-table [role=row].virtual-row",
+        "rows => rows.map(r => Array.from(r.querySelectorAll('[role=gridcell]')).map(c => c.innerText.trim()))",
+    )
+
+
+def test_a_small_sweep_shows_its_sensitivity_plot_curves_and_table(gui_server, browser, screenshot_dir):
+    page = ui.open_page(browser, gui_server.url)
+    ui.set_number(page, "epochs", 2)
+    ui.set_number(page, "steps-per-epoch", 5)
+    ui.set_number(page, "batch-size", 32)
+    ui.set_text(page, "sweep-grid", "0.001, 0")
+    page.click("#sweep-start")
+    text = _wait_sweep_status(page, r"Cannot start the sweep")
+    assert "must be positive and finite, got 0" in text
+    assert gui_server.process.poll() is None
+    # adam and sgd at 0.05 and 1000 (where SGD's loss is not finite), 2 seeds: 8 runs
+    ui.choose(page, "opt2-name", "sgd")
+    ui.set_text(page, "sweep-grid", "0.05, 1000")
+    ui.set_number(page, "sweep-seeds", 2)
+    page.click("#sweep-start")
+    text = _wait_sweep_status(page, r"Finished: 8 runs", timeout=180)
+    deadline = time.monotonic() + 20
+    while len(_table(page)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    page.wait_for_timeout(1500)  # the last frame drawn
+    page.locator("#sweep-status").scroll_into_view_if_needed()
+    page.screenshot(path=os.path.join(screenshot_dir, "sweep.png"), full_page=True)
+    page.locator("#sensitivity").screenshot(path=os.path.join(screenshot_dir, "sweep-sensitivity.png"))
+    page.locator("#best-curves").screenshot(path=os.path.join(screenshot_dir, "sweep-best-curves.png"))
+    traces = {t["meta"]: t for t in _traces(page, SENS)}
+    for meta in ("sens-loss-0", "sens-loss-1", "sens-metric-0", "sens-metric-1"):
+        assert meta in traces, sorted(traces)
+    assert traces["sens-metric-1"]["x"] == [0.05]  # SGD at 1000 has no median: every seed blew up ...
+    blown = traces["blown-metric-1"]
+    assert blown["x"] == [1000] and blown["text"] == ["2/2"]  # ... and it is marked, not dropped
+    assert "blown up" in text
+    curves = {t["meta"]: t for t in _traces(page, CURVES)}
+    assert {"best-0", "best-1"} <= set(curves) and len(curves["best-0"]["x"]) == 10
+    table = _table(page)
+    assert len(table) == 2 and [row[0] for row in table] == ["adam", "sgd"]
+    assert table[1][2] == "0.05" and table[1][5] == "1/2 learning rates", table
+    # The sweep is kept in Earlier runs: one bundle per seed.
+    runs = page.eval_on_selector_all("#runs label", "els => els.map(e => e.innerText)")
+    assert len(runs) >= 2
+    page.context.close()
