@@ -85,15 +85,16 @@ class LearningRateRange:
         ax.set_xscale("log")
         finite = self.smoothed_losses[np.isfinite(self.smoothed_losses)]
         if finite.size:  # the divergence's last points would squash the curve
-            low, high = float(finite.min()), float(min(finite.max(), 2.5 * finite[0] - 1.5 * finite.min()))
-            pad = 0.08 * max(high - low, 1e-12)
+            low = float(min(finite.min(), np.min(self.losses) if raw else finite.min()))
+            high = float(min(finite.max(), 2.5 * finite[0] - 1.5 * finite.min()))
+            pad = 0.05 * max(high - low, 1e-12)
             ax.set_ylim(low - pad, max(high, low) + pad)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
         if title:
             ax.set_title(title)
         ax.legend(fontsize=8)
-        ax.grid(True, which="both", alpha=0.25)
+        ax.grid(True, alpha=0.3)
         return ax
 
 

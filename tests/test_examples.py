@@ -27,6 +27,7 @@ CASES = {
     "adadelta_momentum.py": "adadelta_momentum.png",
     "bias_correction_study.py": "bias_correction_study.png",
     "monitor_overhead.py": "monitor_overhead.png",
+    "lr_finder.py": "lr_finder.png",
 }
 
 
@@ -40,6 +41,7 @@ BACKEND_OF = {
     "adagrad_vs_rmsprop.py": "jax",
     "port_from_pytorch.py": "torch",
     "monitor_overhead.py": "torch",
+    "lr_finder.py": "torch",
 }
 
 
