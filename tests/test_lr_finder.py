@@ -238,3 +238,30 @@ def test_page_job_stops_when_asked_and_refuses_a_2d_task():
         lr_find_job.run(task="rosenbrock", optimizer="adam")
     with pytest.raises(ValueError, match="Unknown optimizer 'adamm'"):
         lr_find_job.run(task="adding", optimizer="adamm")
+
+
+@pytest.mark.backends("jax")
+def test_page_job_through_a_warm_worker():
+    """The job as the page sends it: a 'call' to a persistent worker (worker.serve), another process."""
+    import multiprocessing
+
+    from keras_adaptive_gui import worker
+
+    context = multiprocessing.get_context("spawn")
+    inbox, outbox, stop = context.Queue(), context.Queue(), context.Event()
+    process = context.Process(target=worker.serve, args=("jax", inbox, outbox, stop), daemon=True)
+    process.start()
+    try:
+        kwargs = {"task": "adding", "optimizer": "adam", "seq_len": 10, "steps": 20}
+        inbox.put({"job": "call", "id": 7, "target": "keras_adaptive_gui.lr_find_job:run", "kwargs": kwargs})
+        messages = []
+        while not messages or messages[-1]["type"] not in ("result", "error"):
+            messages.append(outbox.get(timeout=300))
+        assert [m["type"] for m in messages] == ["lr_find", "result"], messages[-1]
+        assert all(m["job"] == 7 for m in messages)
+        assert len(messages[0]["losses"]) == 20 and messages[1]["value"]["suggestion"] == messages[0]["suggestion"]
+    finally:
+        inbox.put(None)
+        process.join(timeout=30)
+        if process.is_alive():
+            process.terminate()
