@@ -21,6 +21,7 @@ functions here; pandas (`records`, `summary`) likewise.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import json
 import math
@@ -327,7 +328,9 @@ class _Run:
     model: Any
     monitor: Any  # OptimizerMonitor, or None (Keras' own optimizers have no effective learning rate)
     hooks: Any  # keras.callbacks.CallbackList of the given callbacks, or None
-    own_time: float = 0.0  # seconds of its own train_on_batch calls
+    every: int = 1  # the monitor records the steps whose number is a multiple of this
+    own_time: float = 0.0  # seconds of its own train_on_batch calls (see _step)
+    last_plain: float = 0.0  # the duration of its last step the monitor did not record
     alive: bool = True
     diverged: bool = False
 
@@ -371,7 +374,7 @@ def _new_run(
             list(callbacks), model=model, epochs=len(batches.epochs), steps=batches.steps_per_epoch
         )
         hooks.on_train_begin()
-    return _Run(series, model, monitor, hooks)
+    return _Run(series, model, monitor, hooks, every)
 
 
 def _train(
@@ -436,7 +439,15 @@ def _step(run: _Run, batch: int, step: int, x: Any, y: Any, target: Target | Non
     t0 = time.perf_counter()
     logs = run.model.train_on_batch(x, y, return_dict=True)
     value = float(np.asarray(logs["loss"]).reshape(-1)[0])
-    run.own_time += time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    # A step the monitor records runs its measured training function (compiled at its first
+    # record), which Keras' own optimizers never run: it counts as long as the step before it,
+    # so that the statistics do not make keras_adaptive's optimizers look slower.
+    # (With every=1, in runs under 2 * STATS_POINTS steps, every step is recorded: real times.)
+    recorded = run.monitor is not None and run.every > 1 and step % run.every == 0
+    if not recorded:
+        run.last_plain = seconds
+    run.own_time += run.last_plain if recorded else seconds
     losses.append(value)
     series.add_step({"step": step, "time": run.own_time, "loss": value})
     if target is not None and target.metric == "loss" and series.target_step is None and target.reached(value):
@@ -673,17 +684,13 @@ class Comparison:
             row = {"optimizer": self._optimizer_label(s), "backend": s.backend}
             if several_seeds:
                 row["seed"] = s.seed
-            row.update(
-                {
-                    "status": s.status,
-                    "steps": s.steps[-1] if s.steps else 0,
-                    "final loss": finite[-1] if finite else None,
-                    "best val acc": max(accs) if accs else None,
-                    "final val loss": s.val_losses[-1] if s.val_losses else None,
-                    "ms/step": s.time_per_step_ms(),
-                    "blown up at step": s.blown_up_at,
-                }
-            )
+            row.update({"status": s.status, "steps": s.steps[-1] if s.steps else 0})
+            row["final loss"] = finite[-1] if finite else None
+            if any(math.isfinite(v) for t in self.series for v in t.val_accs):  # an accuracy metric
+                row["best val acc"] = max(accs) if accs else None
+            row["final val loss"] = s.val_losses[-1] if s.val_losses else None
+            row["ms/step"] = s.time_per_step_ms()
+            row["blown up at step"] = s.blown_up_at
             if self.target is not None:
                 row["target"] = self.target.describe()
                 row["target step"] = s.target_step
@@ -763,7 +770,12 @@ class Comparison:
         config = SimpleNamespace(
             task=OWN_TASK, backends=c["backends"], optimizers=optimizers, task_facts=facts, kind=facts.kind
         )
-        view = SimpleNamespace(config=config, series=self.series, run_id=self.run_id)
+        # Colours follow the optimizer (the page's PNG colours by series index): a seed's runs
+        # share their optimizer's colour. Copies, so the records keep their own index.
+        series = [copy.copy(s) for s in self.series]
+        for s in series:
+            s.optimizer %= len(c["optimizers"])
+        view = SimpleNamespace(config=config, series=series, run_id=self.run_id)
         with _TASKS_LOCK:
             previous = tasks.TASKS.get(OWN_TASK)
             tasks.TASKS[OWN_TASK] = facts
@@ -796,6 +808,8 @@ class Comparison:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with self._as_page_run() as view:
             fig = plots.figure(view, options)
+        if not any(math.isfinite(v) for s in self.series for v in s.val_accs):
+            _no_accuracy_panel(fig, self.config["metrics"])
         return plots.save_png(fig, path, footer=self.footer() + "\n" + options.describe())
 
     def footer(self) -> str:
@@ -813,6 +827,19 @@ class Comparison:
             values = ", ".join(f"{k}={_short(v)}" for k, v in o["changed"].items())
             lines.append(f"{o['label']}: {o['key']}({values})")
         return "\n".join(lines)
+
+
+def _no_accuracy_panel(fig: Any, metrics: list) -> None:
+    """Say why the validation-accuracy panel is empty (no accuracy metric), instead of NaN axes."""
+    for ax in fig.axes:
+        if ax.get_title().startswith("validation accuracy"):
+            title = ax.get_title()
+            ax.cla()
+            ax.set_title(title, fontsize=10)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            text = "no accuracy metric" + (f"\n(metrics: {', '.join(map(str, metrics))})" if metrics else "")
+            ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.5")
 
 
 def _first_loss_check(template: Any, loss: Any, metrics: list, batches: Batches, validation: Any) -> None:
@@ -995,7 +1022,7 @@ def compare(
     steps = batches_for(seed_list[0]).steps_per_epoch
     config = {
         "task": OWN_TASK,
-        "task_description": f"own model {model_spec or function_name(build_model)}",
+        "task_description": _describe_model(weights_model, model_spec or function_name(build_model)),
         "model": model_spec or function_name(build_model),
         "data": data_name,
         "loss_name": loss if isinstance(loss, str) else getattr(loss, "name", None) or function_name(loss),
@@ -1088,6 +1115,11 @@ def _read_loader(data: Any, validation_data: Any) -> tuple[Any, Any, str]:
         data, found = split_loaded(data)
         validation_data = found if validation_data is None else validation_data
     return data, validation_data, name or type(data).__name__
+
+
+def _describe_model(model: Any, name: str) -> str:
+    count = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return f"own model {model.name!r} ({count:,} weights) from {name.removeprefix('__main__:')}"
 
 
 def _changed(serialized: dict) -> dict:

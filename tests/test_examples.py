@@ -28,6 +28,7 @@ CASES = {
     "bias_correction_study.py": "bias_correction_study.png",
     "monitor_overhead.py": "monitor_overhead.png",
     "lr_finder.py": "lr_finder.png",
+    "your_model.py": "your_model.png",
 }
 
 
@@ -42,6 +43,7 @@ BACKEND_OF = {
     "port_from_pytorch.py": "torch",
     "monitor_overhead.py": "torch",
     "lr_finder.py": "torch",
+    "your_model.py": "jax",
 }
 
 
