@@ -12,7 +12,7 @@ import pytest
 
 from tests.gui import ui
 
-pytestmark = pytest.mark.backends("jax")
+pytestmark = pytest.mark.backends("torch")  # with test_browser.py: one server
 
 SENS = "#sensitivity .js-plotly-plot"
 CURVES = "#best-curves .js-plotly-plot"
@@ -88,4 +88,16 @@ def test_a_small_sweep_shows_its_sensitivity_plot_curves_and_table(gui_server, b
     # The sweep is kept in Earlier runs: one bundle per seed.
     runs = page.eval_on_selector_all("#runs label", "els => els.map(e => e.innerText)")
     assert len(runs) >= 2
+    # Stop ends a longer sweep at once and keeps what finished.
+    ui.set_number(page, "steps-per-epoch", 300)
+    ui.set_text(page, "sweep-grid", "1e-4:1e-2:5")
+    page.click("#sweep-start")
+    _wait_sweep_status(page, r"Sweeping: [1-9]\d* of 20 runs done", timeout=120)
+    page.click("#sweep-stop")
+    text = _wait_sweep_status(page, r"Stopped: \d+ of 20 runs ended", timeout=10)
+    assert "the finished ones are kept" in text
+    deadline = time.monotonic() + 10
+    while gui_server.worker_pids() and time.monotonic() < deadline:  # the sweep's workers are ended
+        time.sleep(0.2)
+    assert gui_server.worker_pids() == [] and gui_server.process.poll() is None
     page.context.close()
