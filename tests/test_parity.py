@@ -145,3 +145,19 @@ def test_bad_arguments_are_refused_before_any_worker_starts(arguments, message):
     with pytest.raises(ValueError) as error:
         parity.run_parity(**{"model": MODEL, "data": DATA, **arguments})
     assert message in str(error.value)
+
+
+def test_layers_that_make_backends_differ_are_found():
+    import keras
+
+    from keras_adaptive import parity_worker
+
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(2, 3)(inputs)
+    h = keras.layers.MaxPooling2D(2)(h)
+    h = keras.layers.Dropout(0.5, name="drop")(keras.layers.Flatten()(h))
+    model = keras.Model(inputs, keras.layers.Dense(1)(h))
+    assert parity_worker.random_layers(model) == ["drop (Dropout)"]
+    assert [name.split(" ")[1] for name in parity_worker.max_pooling_layers(model)] == ["(MaxPooling2D)"]
+    recurrent = keras.Sequential([keras.Input((4, 2)), keras.layers.LSTM(3, recurrent_dropout=0.1, name="rnn")])
+    assert parity_worker.random_layers(recurrent) == ["rnn (LSTM)"]
