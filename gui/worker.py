@@ -64,9 +64,24 @@ FLUSH_SECONDS = 0.15  # how often the worker sends what it did (the display can 
 STATS_POINTS = 100  # a model's optimizer statistics are recorded about this many times per run
 
 
+def limit_threads(backend: str) -> None:
+    """One PyTorch intra-op thread per worker process on a small machine (≤ 2 cores), or
+    `KERAS_ADAPTIVE_WORKER_THREADS` threads (0: PyTorch's default). Its OpenMP threads wait
+    at barriers for each other, and with the server, the browser and other work sharing 2
+    cores, the MNIST MLP's 1.4 ms step took 60 ms with 2 threads (benchmarks/sweep.py). The
+    page's runs and the sweeps' runs all start here, so they count with the same threads."""
+    wanted = os.environ.get("KERAS_ADAPTIVE_WORKER_THREADS", "")
+    threads = int(wanted) if wanted.strip() else (1 if (os.cpu_count() or 1) <= 2 else 0)
+    if threads > 0 and backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def run(config: dict, queue: Any, stop: Any) -> None:
     os.environ["KERAS_BACKEND"] = config["backend"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    limit_threads(config["backend"])
     parent = os.getppid()
 
     def stopped() -> bool:  # asked to stop, or orphaned (the server is gone)
@@ -98,6 +113,7 @@ def run_when_given(backend: str, inbox: Any, queue: Any, stop: Any) -> None:
     per backend in use, so a Train finds Keras already imported."""
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    limit_threads(backend)
     _name_process(SPARE_NAME)
     try:  # the server (the page's frames) and the browser go first: training takes what CPU is left
         os.nice(WORKER_NICENESS)
@@ -141,6 +157,7 @@ def serve(backend: str, inbox: Any, outbox: Any, stop: Any) -> None:
     the module's docstring) until None or the server is gone. `stop` (an Event) asks the job
     in progress to stop; the parent clears it before the next job."""
     _quiet_start(backend)
+    limit_threads(backend)
     _name_process(SPARE_NAME)
     try:
         os.nice(WORKER_NICENESS)

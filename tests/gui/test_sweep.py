@@ -69,7 +69,14 @@ def test_a_reused_model_and_optimizer_give_the_numbers_of_a_fresh_run(task):
     assert len(cache.entries) == len(optimizers)
 
 
-def test_a_persistent_worker_takes_runs_and_calls_and_survives_an_error():
+@pytest.fixture
+def default_threads_here(monkeypatch):
+    """worker.serve called in this process leaves this process's threads alone (spawned workers
+    keep theirs: the sweep's runs are compared with runs made here, with this process's threads)."""
+    monkeypatch.setenv("KERAS_ADAPTIVE_WORKER_THREADS", "0")
+
+
+def test_a_persistent_worker_takes_runs_and_calls_and_survives_an_error(default_threads_here):
     """worker.serve in this process: a call job's result, an unknown job's error, then a run."""
     import queue as queue_module
     import threading
@@ -93,7 +100,7 @@ def test_a_persistent_worker_takes_runs_and_calls_and_survives_an_error():
     assert _records(run)[0] == _records(_fresh(config))[0]
 
 
-def test_a_call_job_gets_send_and_stopped():
+def test_a_call_job_gets_send_and_stopped(default_threads_here):
     import queue as queue_module
     import threading
 
