@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import keras_adaptive as ka
-from keras_adaptive import comparison as comparison_module
+from keras_adaptive import comparison_inputs
 from keras_adaptive_gui import cli, engine
 
 FEATURES = 4
@@ -397,5 +397,24 @@ def test_loss_and_metrics_from_a_compiled_template():
 
 def test_split_loaded():
     x, y = np.zeros((4, 2)), np.zeros(4)
-    assert comparison_module.split_loaded(((x, y), (x, y)))[1] is not None
-    assert comparison_module.split_loaded((x, y))[1] is None
+    assert comparison_inputs.split_loaded(((x, y), (x, y)))[1] is not None
+    assert comparison_inputs.split_loaded((x, y))[1] is None
+
+
+def test_a_dataset_and_a_generator_give_what_their_list_of_batches_gives():
+    import tensorflow as tf
+
+    x, y = regression_data(32)
+    batches = as_batches(x, y, 8)
+    listed = ka.compare(build_regressor, batches, ["adam"], epochs=2, loss="mse")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    from_dataset = ka.compare(build_regressor, dataset, ["adam"], epochs=2, loss="mse")
+
+    def forever():
+        while True:
+            yield from batches
+
+    from_generator = ka.compare(build_regressor, forever(), ["adam"], epochs=2, steps_per_epoch=4, loss="mse")
+    for other in (from_dataset, from_generator):
+        np.testing.assert_array_equal(other.series[0].losses, listed.series[0].losses)
+        assert other.config["batch_size"] == 8 and other.config["steps_per_epoch"] == 4
