@@ -143,7 +143,11 @@ class Comparison:
 
     @property
     def records(self) -> Any:
-        """A pandas DataFrame with the CSV's columns (empty cells are NaN)."""
+        """A pandas DataFrame with the CSV's columns (empty cells are NaN): `time_s` is the run's
+        own cumulated `train_on_batch` time (the steps the optimizer statistics record count as
+        long as the step before them), `effective_lr`, `update_ratio`, `grad_norm` the
+        whole-model statistics of `OptimizerMonitor` about 100 times a run (keras_adaptive's
+        optimizers only), `val_loss`, `val_acc` one row per epoch, `seed` the run's seed."""
         import pandas as pd
 
         frame = pd.DataFrame(self.rows(), columns=self.columns)

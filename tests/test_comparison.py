@@ -406,9 +406,10 @@ def test_a_dataset_and_a_generator_give_what_their_list_of_batches_gives():
 
     x, y = regression_data(32)
     batches = as_batches(x, y, 8)
-    listed = ka.compare(build_regressor, batches, ["adam"], epochs=2, loss="mse")
+    listed = ka.compare(build_regressor, batches, ["adam"], epochs=2, loss="mse", validation_data=(x, y))
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-    from_dataset = ka.compare(build_regressor, dataset, ["adam"], epochs=2, loss="mse")
+    from_dataset = ka.compare(build_regressor, dataset, ["adam"], epochs=2, loss="mse", validation_data=dataset)
+    assert from_dataset.series[0].val_losses == pytest.approx(listed.series[0].val_losses, rel=1e-6)
 
     def forever():
         while True:
