@@ -377,7 +377,8 @@ def compare(
             dict {label: any of those}.
         epochs: passes over the data (of `steps_per_epoch` batches each, default: one pass).
         seeds: a number of seeds (0, 1, ...) or a list of them; each seed has its own
-            initial weights and batch order, shared by every optimizer.
+            initial weights (and, for array data, its own batch order), shared by every
+            optimizer. The records' `seed` column tells them apart.
         backends: None (train here, on the current backend) or names of backends, each
             trained in a worker process of its own, one after another, from the weights made
             here. Workers need `build_model` importable ('module:function': defined at the top
