@@ -83,12 +83,13 @@ class LearningRateRange:
             ax.plot([lr], [y], marker=marker, color=color, ms=9, ls="none", label=f"{rule}: {lr:.2g}{star}")
             ax.axvline(lr, color=color, lw=0.8, ls="--", alpha=0.6)
         ax.set_xscale("log")
-        finite = self.smoothed_losses[np.isfinite(self.smoothed_losses)]
-        if finite.size:  # the divergence's last points would squash the curve
-            low = float(min(finite.min(), np.min(self.losses) if raw else finite.min()))
-            high = float(min(finite.max(), 2.5 * finite[0] - 1.5 * finite.min()))
+        body = slice(0, max(len(self.smoothed_losses) - 5, 1))  # what the rules read: not the divergence's tail
+        smoothed = self.smoothed_losses[body]
+        if smoothed.size and np.all(np.isfinite(smoothed)):
+            low = float(min(smoothed.min(), self.losses[body].min() if raw else smoothed.min()))
+            high = float(smoothed.max())
             pad = 0.05 * max(high - low, 1e-12)
-            ax.set_ylim(low - pad, max(high, low) + pad)
+            ax.set_ylim(low - pad, high + 3 * pad)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
         if title:
