@@ -353,7 +353,7 @@ def default_workers_per_backend() -> int:
 class Run:
     spec: RunSpec
     series: engine.Series
-    status: str = "pending"  # pending, training, finished, blown up, stopped, error, worker died
+    status: str = "pending"  # pending, training, finished, at chance, blown up, stopped, not run, error, worker died
     error: str = ""
 
 
@@ -518,8 +518,16 @@ class Sweep:
             if index in w.jobs:
                 w.jobs.remove(index)
         s = run.series
-        if status == "finished":
-            s.check_chance(self.config.task_facts.chance_accuracy)
+        if status == "finished" and at_chance(s, self.config.task_facts.chance_accuracy):
+            # The comparisons' chance rule calls this blown up. In a sweep, a learning rate too
+            # small to move in the run's steps also ends at chance: blown up only if the loss
+            # went up on the way (above BLOWUP_FACTOR x its first); else "at chance", its
+            # numbers kept as measured (the sensitivity plot shows the low accuracy).
+            finite = [v for v in s.losses if math.isfinite(v)]
+            if max(finite) > engine.BLOWUP_FACTOR * s.first_loss:
+                s.check_chance(self.config.task_facts.chance_accuracy)
+            else:
+                status = "at chance"
         run.status = "blown up" if s.blown_up_at is not None and status == "finished" else status
         s.status = run.status
 
@@ -675,6 +683,15 @@ class Sweep:
         return out
 
 
+def at_chance(s: engine.Series, chance: float | None) -> bool:
+    """The comparisons' chance rule (engine.BLOWUP_RULE): a classifier that ends with a
+    validation accuracy at most CHANCE_MARGIN x chance and a loss no lower than its first."""
+    if chance is None or not s.val_accs or s.first_loss is None or s.blown_up_at is not None:
+        return False
+    finite = [v for v in s.losses if math.isfinite(v)]
+    return bool(finite) and s.val_accs[-1] <= engine.CHANCE_MARGIN * chance and finite[-1] >= s.first_loss
+
+
 def result_row(config: SweepConfig, run: Run) -> dict:
     s, spec = run.series, run.spec
     finite = [v for v in s.losses if math.isfinite(v)]
@@ -744,7 +761,7 @@ def read_csv(path: str) -> list[dict]:
 # --- aggregation (from result rows only) ----------------------------------------------------
 
 BLOWN = ("blown up",)
-ENDED = ("finished", "blown up")
+ENDED = ("finished", "blown up", "at chance")  # runs that ran all their steps (or blew up)
 
 
 def metric_of(kind: str) -> tuple[str, str, bool]:
@@ -822,11 +839,14 @@ def table_rows(points: list[dict], kind: str, target: float, target_metric: str)
         mine = [q for q in points if (q["name"], q["backend"]) == (name, backend)]
         reached = [(s, t) for s, t in zip(p["steps_to_target"], p["seconds_to_target"]) if s is not None]
         seeds = p["runs"] - p["blown_up"]
+        grid = [q["learning_rate"] for q in mine]
+        edge = len(grid) > 1 and p["learning_rate"] in (min(grid), max(grid))
         rows.append(
             {
                 "optimizer": name,
                 "backend": backend,
                 "best learning rate": p["learning_rate"],
+                "at the grid's edge": "yes: widen it" if edge else "no",
                 f"{title} (median)": p["metric_median"],
                 "spread (min–max)": f"{p['metric_low']:.4g}–{p['metric_high']:.4g}",
                 "no blow-up at": f"{sum(q['blown_up'] == 0 for q in mine)}/{len(mine)} learning rates",

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {paths['csv']}, {sensitivity_png}, {curves_png} and {len(paths['bundles'])} run bundles "
         f"(one per seed) in {folder}"
     )
-    return 0 if any(r["status"] in ("finished", "blown up") for r in rows) else 1
+    return 0 if any(r["status"] in sweep.ENDED for r in rows) else 1
 
 
 def sweep_footer(the_sweep) -> str:

@@ -234,6 +234,7 @@ def test_sensitivity_figures_equal_a_computation_from_sweep_csv(small_sweep):
     by_name = {r["optimizer"]: r for r in table}
     assert by_name["sgd (momentum=0.9)"]["best learning rate"] == 0.05
     assert by_name["sgd (momentum=0.9)"]["no blow-up at"] == "1/2 learning rates"
+    assert by_name["sgd (momentum=0.9)"]["at the grid's edge"] == "yes: widen it"
     adam = [p for p in points if p["name"] == "adam"]
     best = max(adam, key=lambda p: p["metric_median"])
     assert by_name["adam"]["best learning rate"] == best["learning_rate"]
@@ -306,9 +307,26 @@ def test_stop_ends_a_sweep_at_once_and_keeps_what_finished():
     finally:
         pool.close()
     statuses = [r.status for r in the_sweep.runs]
-    assert "finished" in statuses and set(statuses) <= {"finished", "stopped", "not run"}
+    assert "finished" in statuses and set(statuses) <= {"finished", "at chance", "stopped", "not run"}
     assert len(the_sweep.result_rows()) == statuses.count("finished") + statuses.count("stopped")
     assert engine._slots_in_use == 0 and not the_sweep.running
+
+
+def test_a_run_at_chance_is_blown_up_only_if_its_loss_went_up_on_the_way():
+    """The chance rule of the comparisons, in a sweep: a rate too small to move ends "at chance"
+    (kept, plotted); one whose loss rose above 10x its first on the way is blown up."""
+    config = sweep.check_sweep(
+        "mnist-mlp", [("sgd", {})], [BACKEND], learning_rates="1e-5, 1", seeds=1, mnist_path=sample_path()
+    )
+    the_sweep = sweep.Sweep(config, pool=sweep.Pool())
+    for run, losses in zip(the_sweep.runs, ([2.3, 2.31, 2.32], [2.3, 40.0, 2.4])):
+        for step, loss in enumerate(losses, 1):
+            run.series.add_step({"step": step, "time": 0.01 * step, "loss": loss})
+        run.series.epochs, run.series.epoch_steps, run.series.val_losses, run.series.val_accs = [1], [3], [2.3], [0.1]
+        the_sweep._end_run(run.spec.index, "finished")
+    assert [r.status for r in the_sweep.runs] == ["at chance", "blown up"]
+    points = sweep.sensitivity(the_sweep.result_rows(), "classify")
+    assert [(p["blown_up"], p["metric_median"]) for p in points] == [(0, 0.1), (1, None)]
 
 
 # --- the command line --------------------------------------------------------------------------

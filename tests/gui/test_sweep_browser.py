@@ -84,7 +84,7 @@ def test_a_small_sweep_shows_its_sensitivity_plot_curves_and_table(gui_server, b
     assert {"best-0", "best-1"} <= set(curves) and len(curves["best-0"]["x"]) == 10
     table = _table(page)
     assert len(table) == 2 and [row[0] for row in table] == ["adam", "sgd"]
-    assert table[1][2] == "0.05" and table[1][5] == "1/2 learning rates", table
+    assert table[1][2] == "0.05" and table[1][3] == "yes: widen it" and table[1][6] == "1/2 learning rates", table
     # The sweep is kept in Earlier runs: one bundle per seed.
     runs = page.eval_on_selector_all("#runs label", "els => els.map(e => e.innerText)")
     assert len(runs) >= 2
