@@ -42,6 +42,25 @@ def _traces(page, selector: str) -> list[dict]:
     )
 
 
+def _hover(page, selector: str, meta: str, index: int) -> list[str]:
+    """Move the mouse onto point `index` of trace `meta` as a person does; the hover texts."""
+    x, y = page.evaluate(
+        """([sel, meta, index]) => { const gd = document.querySelector(sel);
+             const t = gd.data.find(t => t.meta === meta);
+             const xa = gd._fullLayout[(t.xaxis || 'x').replace('x', 'xaxis')];
+             const ya = gd._fullLayout[(t.yaxis || 'y').replace('y', 'yaxis')];
+             const box = gd.getBoundingClientRect();
+             return [box.left + xa._offset + xa.c2p(t.x[index]), box.top + ya._offset + ya.c2p(t.y[index])]; }""",
+        [selector, meta, index],
+    )
+    for k in range(5, 0, -1):
+        page.mouse.move(x - 3 * k, y - 2 * k)
+        page.wait_for_timeout(40)
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)
+    return page.eval_on_selector_all(f"{selector} .hoverlayer text", "els => els.map(e => e.textContent)")
+
+
 def _table(page) -> list[list[str]]:
     return page.eval_on_selector_all(
         "#sweep-table [role=row].virtual-row",
@@ -85,6 +104,14 @@ def test_a_small_sweep_shows_its_sensitivity_plot_curves_and_table(gui_server, b
     table = _table(page)
     assert len(table) == 2 and [row[0] for row in table] == ["adam", "sgd"]
     assert table[1][2] == "0.05" and table[1][3] == "yes: widen it" and table[1][6] == "1/2 learning rates", table
+    # Interactive: hover reads a point, a legend click hides the optimizer's curve, band and ✖.
+    assert any("sgd" in t and "lr 0.05" in t for t in _hover(page, SENS, "sens-metric-1", 0)), "no hover label"
+    page.locator(f"{SENS} .legend .traces").nth(1).locator(".legendtoggle").click()
+    page.wait_for_timeout(400)
+    hidden = page.evaluate(
+        "sel => document.querySelector(sel).data.filter(t => t.legendgroup === 'sgd').map(t => t.visible)", SENS
+    )
+    assert len(hidden) >= 4 and set(hidden) == {"legendonly"}, hidden
     # The sweep is kept in Earlier runs: one bundle per seed.
     runs = page.eval_on_selector_all("#runs label", "els => els.map(e => e.innerText)")
     assert len(runs) >= 2
