@@ -627,7 +627,15 @@ def _rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def sensitivity(points: list, kind: str, title: str = "", revision: str = "") -> dict:
+def _ordered(present: list, order: list | None) -> list:
+    """The (name, backend) keys to draw, each with its colour index: its place in `order`
+    (the sweep's, so colours do not move as optimizers appear), else after them."""
+    order = list(order or [])
+    extra = [k for k in present if k not in order]
+    return [(k, (order + extra).index(k)) for k in order + extra if k in present]
+
+
+def sensitivity(points: list, kind: str, title: str = "", revision: str = "", order: list | None = None) -> dict:
     """The sensitivity plot: final training loss and the validation metric (`sweep.metric_of`)
     against the learning rate (log axes), per optimizer the median over seeds and its min-max
     band; learning rates where seeds blew up get a ✖ at the top of the panel, with how many
@@ -638,8 +646,8 @@ def sensitivity(points: list, kind: str, title: str = "", revision: str = "") ->
     panels = [("loss", "final training loss", True)]
     if column != "final_loss":
         panels.append(("metric", metric_title, column == "best_val_loss"))
-    keys = list(dict.fromkeys((p["name"], p["backend"]) for p in points))
-    several = len({b for _, b in keys}) > 1
+    keys = _ordered(list(dict.fromkeys((p["name"], p["backend"]) for p in points)), order)
+    several = len({b for (_, b), _ in keys}) > 1
     width = 1.0 / len(panels)
     layout = _base_layout()
     layout.update(height=460, margin={"l": 60, "r": 20, "t": 105, "b": 50})
@@ -658,7 +666,7 @@ def sensitivity(points: list, kind: str, title: str = "", revision: str = "") ->
         annotations.append(_panel_title(panel_title, x0, 1.02))
         finite = [v for p in points for v in (p[f"{prefix}_low"], p[f"{prefix}_high"]) if _finite(v) is not None]
         top = max(finite) if finite else 1.0
-        for n, key in enumerate(keys):
+        for key, n in keys:
             color = COLORS[n % len(COLORS)]
             name = f"{key[0]} · {key[1]}" if several else key[0]
             mine = [p for p in points if (p["name"], p["backend"]) == key]
@@ -729,7 +737,9 @@ def sensitivity(points: list, kind: str, title: str = "", revision: str = "") ->
     return {"data": data, "layout": layout}
 
 
-def best_curves(curves: list, title: str = "", revision: str = "", log_scale: bool = True) -> dict:
+def best_curves(
+    curves: list, title: str = "", revision: str = "", log_scale: bool = True, order: list | None = None
+) -> dict:
     """The training loss at each optimizer's best learning rate (`Sweep.curves`): the median
     over seeds and its min-max band. Trace metas: `best-<n>`, `band-best-<n>`."""
     several = len({c["backend"] for c in curves}) > 1
@@ -739,7 +749,9 @@ def best_curves(curves: list, title: str = "", revision: str = "", log_scale: bo
     layout["xaxis"] = _grid({"title": {"text": "step"}})
     layout["yaxis"] = _grid({"title": {"text": "training loss"}, **(LOG if log_scale else {})})
     data = []
-    for n, c in enumerate(curves):
+    by_key = {(c["name"], c["backend"]): c for c in curves}
+    for key, n in _ordered(list(by_key), order):
+        c = by_key[key]
         color = COLORS[n % len(COLORS)]
         base = f"{c['name']} · {c['backend']}" if several else c["name"]
         name = f"{base}, lr {c['learning_rate']:.3g} ({c['seeds']} seeds)"

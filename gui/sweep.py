@@ -169,6 +169,11 @@ class SweepConfig:
         values.pop("learning_rate", None)
         return values
 
+    def keys(self) -> list[tuple[str, str]]:
+        """Every (name, backend) of the sweep in its order: the charts' colours stay put while
+        the runs come in."""
+        return [(self.name(i), b) for b in self.base.backends for i in range(len(self.base.optimizers))]
+
     def describe(self) -> dict:
         d = self.base.to_json()
         d["optimizers"] = [
@@ -791,7 +796,8 @@ def sensitivity(rows: list[dict], kind: str) -> list[dict]:
             continue
         groups.setdefault((r["name"], r["backend"], r["learning_rate"]), []).append(r)
     points = []
-    for (name, backend, lr), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+    first_seen = list(dict.fromkeys(key[:2] for key in groups))  # the optimizers in the rows' order
+    for (name, backend, lr), group in sorted(groups.items(), key=lambda kv: (first_seen.index(kv[0][:2]), kv[0][2])):
         kept = [r for r in group if r["status"] not in BLOWN]
         loss = _spread([r["final_loss"] for r in kept if r["final_loss"] is not None])
         metric = _spread([r[column] for r in kept if r[column] is not None])

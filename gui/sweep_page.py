@@ -148,8 +148,9 @@ def frame(the_sweep: sweep.Sweep) -> tuple:
         waiting = charts.empty("Waiting for the first runs to finish…")
         return charts.plot_data(waiting), charts.plot_data(waiting), _table([], c)
     best = sweep.best_points(points, kind)
-    sens = charts.sensitivity(points, kind, title=title, revision=the_sweep.sweep_id)
-    curves = charts.best_curves(the_sweep.curves(best), title=title, revision=the_sweep.sweep_id)
+    order = c.keys()
+    sens = charts.sensitivity(points, kind, title=title, revision=the_sweep.sweep_id, order=order)
+    curves = charts.best_curves(the_sweep.curves(best), title=title, revision=the_sweep.sweep_id, order=order)
     return charts.plot_data(sens), charts.plot_data(curves), _table(points, c)
 
 
