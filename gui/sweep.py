@@ -326,6 +326,16 @@ class Pool:
                     return w
         return start_worker(backend)
 
+    def warm(self, backend: str, n: int = 1) -> None:
+        """Start `n` workers for `backend` now (they import Keras while the caller gets ready)."""
+        with self._lock:
+            idle = self._idle.setdefault(backend, [])
+            missing = max(0, n - sum(w.alive for w in idle))
+        for _ in range(missing):
+            w = start_worker(backend)
+            with self._lock:
+                self._idle.setdefault(backend, []).append(w)
+
     def give_back(self, w: PersistentWorker) -> None:
         with self._lock:
             idle = self._idle.setdefault(w.backend, [])

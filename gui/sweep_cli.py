@@ -47,16 +47,23 @@ def run(args: argparse.Namespace) -> int:
     backends = [b.strip() for b in str(args.backends).split(",") if b.strip()]
     if backends:  # the optimizers are checked with keras: import it as the first worker does
         os.environ.setdefault("KERAS_BACKEND", backends[0])
+    from keras_adaptive_gui import engine, sweep
+
+    workers = args.workers if args.workers and args.workers > 0 else sweep.default_workers_per_backend()
+    for backend in dict.fromkeys(backends):  # the workers import Keras while this process checks the inputs
+        if backend in engine.BACKENDS:
+            sweep.POOL.warm(backend, workers)
     mnist_path = None
     if args.task.startswith("mnist"):
         from keras_adaptive_gui.app import resolve_mnist
 
         if args.mnist and not os.path.isfile(args.mnist):
+            sweep.POOL.close()
             print(f"error: --mnist {args.mnist!r}: no such file.", file=sys.stderr)
             return 2
         mnist_path, source = resolve_mnist(args.mnist, download=not args.no_download)
         print(f"data: {source}", file=sys.stderr)
-    from keras_adaptive_gui import hyperparams, plots, sweep, tasks
+    from keras_adaptive_gui import hyperparams, plots, tasks
 
     try:
         if args.workers is not None and args.workers < 1:
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             mnist_path=mnist_path,
         )
     except ValueError as error:
+        sweep.POOL.close()
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return 2
