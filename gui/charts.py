@@ -738,11 +738,19 @@ def sensitivity(points: list, kind: str, title: str = "", revision: str = "", or
 
 
 def best_curves(
-    curves: list, title: str = "", revision: str = "", log_scale: bool = True, order: list | None = None
+    curves: list,
+    title: str = "",
+    revision: str = "",
+    log_scale: bool = True,
+    order: list | None = None,
+    heading: str = "training loss at each optimizer's best learning rate: median over seeds, band min–max",
 ) -> dict:
     """The training loss at each optimizer's best learning rate (`Sweep.curves`): the median
-    over seeds and its min-max band. Trace metas: `best-<n>`, `band-best-<n>`."""
+    over seeds and its min-max band; a log axis when the curves span more than a decade.
+    Trace metas: `best-<n>`, `band-best-<n>`."""
     several = len({c["backend"] for c in curves}) > 1
+    values = [v for c in curves for v in (*c["low"], *c["high"]) if _finite(v) is not None and v > 0]
+    log_scale = log_scale and bool(values) and max(values) > 10 * min(values)
     layout = _base_layout()
     layout.update(height=420, margin={"l": 60, "r": 20, "t": 60, "b": 50})
     layout["legend"] = {"orientation": "h", "x": 0, "y": -0.18, "yanchor": "top"}
@@ -772,9 +780,7 @@ def best_curves(
                 "meta": f"best-{n}",
             }
         )
-    layout["annotations"] = [
-        _panel_title("training loss at each optimizer's best learning rate: median over seeds, band min–max", 0, 1.0)
-    ]
+    layout["annotations"] = [_panel_title(heading, 0, 1.0)]
     layout["title"] = {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}}
     layout["uirevision"] = revision or title
     _log_ticks(data, layout)

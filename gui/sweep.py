@@ -312,7 +312,7 @@ def start_worker(backend: str) -> PersistentWorker:
 class Pool:
     """Idle persistent workers kept between sweeps (with what they built), per backend."""
 
-    def __init__(self, keep: int = 2) -> None:
+    def __init__(self, keep: int = 1) -> None:  # per backend: an idle worker holds ~0.7 GB
         self.keep = keep
         self._idle: dict[str, list] = {}
         self._lock = threading.Lock()

@@ -150,7 +150,14 @@ def frame(the_sweep: sweep.Sweep) -> tuple:
     best = sweep.best_points(points, kind)
     order = c.keys()
     sens = charts.sensitivity(points, kind, title=title, revision=the_sweep.sweep_id, order=order)
-    curves = charts.best_curves(the_sweep.curves(best), title=title, revision=the_sweep.sweep_id, order=order)
+    heading = (
+        "training loss of each optimizer at its learning rate: median over seeds, band min–max"
+        if all(len(g) == 1 for g in c.grids)
+        else "training loss at each optimizer's best learning rate: median over seeds, band min–max"
+    )
+    curves = charts.best_curves(
+        the_sweep.curves(best), title=title, revision=the_sweep.sweep_id, order=order, heading=heading
+    )
     return charts.plot_data(sens), charts.plot_data(curves), _table(points, c)
 
 

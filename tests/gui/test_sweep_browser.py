@@ -115,6 +115,21 @@ def test_a_small_sweep_shows_its_sensitivity_plot_curves_and_table(gui_server, b
     # The sweep is kept in Earlier runs: one bundle per seed.
     runs = page.eval_on_selector_all("#runs label", "els => els.map(e => e.innerText)")
     assert len(runs) >= 2
+    # Seeds only: each optimizer at its own learning rate (its box), the comparison as median and band.
+    page.locator("#sweep-mode label").filter(has_text="seeds only").click()
+    page.click("#sweep-start")
+    _wait_sweep_status(page, r"Finished: 4 runs", timeout=120)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        curves = {t["meta"]: t for t in _traces(page, CURVES)}
+        if {"best-0", "best-1"} <= set(curves) and "0.001" in curves["best-0"]["name"]:
+            break
+        time.sleep(0.2)
+    assert (
+        "adam, lr 0.001 (2 seeds)" == curves["best-0"]["name"] and "sgd, lr 0.01 (2 seeds)" == curves["best-1"]["name"]
+    )
+    page.locator("#best-curves").screenshot(path=os.path.join(screenshot_dir, "seeds-only-curves.png"))
+    page.locator("#sweep-mode label").filter(has_text="learning-rate sweep").click()
     # Stop ends a longer sweep at once and keeps what finished.
     ui.set_number(page, "steps-per-epoch", 300)
     ui.set_text(page, "sweep-grid", "1e-4:1e-2:5")
