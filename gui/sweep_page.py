@@ -309,7 +309,8 @@ def _drive(state: SweepState, the_sweep: sweep.Sweep, store: history.Store, visi
             for comparison in the_sweep.comparisons():
                 store.save(visitor, comparison)
         with the_sweep.lock:
-            state.saved = path
+            if state.sweep is the_sweep:  # not replaced by a newer sweep meanwhile
+                state.saved = path
 
     threading.Thread(target=drive, name=f"sweep-{the_sweep.sweep_id}", daemon=True).start()
 
