@@ -163,6 +163,12 @@ def serve(backend: str, inbox: Any, outbox: Any, stop: Any) -> None:
         os.nice(WORKER_NICENESS)
     except OSError:
         pass
+    serve_jobs(inbox, outbox, stop, rename=True)
+
+
+def serve_jobs(inbox: Any, outbox: Any, stop: Any, rename: bool = False) -> None:
+    """`serve`'s loop, without making this process a worker (its name, niceness and threads
+    stay): what the tests run in their own process."""
     parent = os.getppid()
     import queue as queue_module
 
@@ -196,7 +202,8 @@ def serve(backend: str, inbox: Any, outbox: Any, stop: Any) -> None:
         if failed is not None:
             send(failed)
             continue
-        _name_process(RUN_NAME)
+        if rename:
+            _name_process(RUN_NAME)
         try:
             if job.get("job") == "call":
                 module, name = job["target"].split(":")
@@ -210,7 +217,8 @@ def serve(backend: str, inbox: Any, outbox: Any, stop: Any) -> None:
                 raise ValueError(f"Unknown job {job.get('job')!r}: 'run' or 'call'.")
         except BaseException as error:  # told, and the worker takes the next job
             send({"type": "error", "message": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
-        _name_process(SPARE_NAME)
+        if rename:
+            _name_process(SPARE_NAME)
 
 
 class RunCache:

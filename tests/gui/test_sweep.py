@@ -69,15 +69,9 @@ def test_a_reused_model_and_optimizer_give_the_numbers_of_a_fresh_run(task):
     assert len(cache.entries) == len(optimizers)
 
 
-@pytest.fixture
-def default_threads_here(monkeypatch):
-    """worker.serve called in this process leaves this process's threads alone (spawned workers
-    keep theirs: the sweep's runs are compared with runs made here, with this process's threads)."""
-    monkeypatch.setenv("KERAS_ADAPTIVE_WORKER_THREADS", "0")
-
-
-def test_a_persistent_worker_takes_runs_and_calls_and_survives_an_error(default_threads_here):
-    """worker.serve in this process: a call job's result, an unknown job's error, then a run."""
+def test_a_persistent_worker_takes_runs_and_calls_and_survives_an_error():
+    """worker.serve's loop in this process: a call job's error, an unknown job's error, then a run.
+    (The spawned workers of the sweeps below run worker.serve itself.)"""
     import queue as queue_module
     import threading
 
@@ -87,7 +81,7 @@ def test_a_persistent_worker_takes_runs_and_calls_and_survives_an_error(default_
     inbox.put({"job": "dance", "id": "x"})
     inbox.put({"job": "run", "id": 7, "config": dict(config.worker_config(BACKEND), stats=False)})
     inbox.put(None)
-    worker.serve(BACKEND, inbox, outbox, stop)
+    worker.serve_jobs(inbox, outbox, stop)
     messages = []
     while not outbox.empty():
         messages.append(outbox.get())
@@ -100,14 +94,14 @@ def test_a_persistent_worker_takes_runs_and_calls_and_survives_an_error(default_
     assert _records(run)[0] == _records(_fresh(config))[0]
 
 
-def test_a_call_job_gets_send_and_stopped(default_threads_here):
+def test_a_call_job_gets_send_and_stopped():
     import queue as queue_module
     import threading
 
     inbox, outbox, stop = queue_module.Queue(), queue_module.Queue(), threading.Event()
     inbox.put({"job": "call", "id": 1, "target": "tests.gui.test_sweep:_echo", "kwargs": {"x": 3}})
     inbox.put(None)
-    worker.serve(BACKEND, inbox, outbox, stop)
+    worker.serve_jobs(inbox, outbox, stop)
     messages = [outbox.get() for _ in range(outbox.qsize())]
     assert messages == [{"type": "note", "x": 3, "job": 1}, {"type": "result", "value": 6, "job": 1}]
 
