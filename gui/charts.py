@@ -785,3 +785,81 @@ def best_curves(
     layout["uirevision"] = revision or title
     _log_ticks(data, layout)
     return {"data": data, "layout": layout}
+
+
+# --- the learning-rate range test -------------------------------------------------------------
+
+RULE_MARKERS = {"valley": "circle", "steepest": "triangle-down", "minimum/10": "square"}
+
+
+def range_test(result: dict, title: str = "", revision: str = "") -> dict:
+    """The range test's curve (`lr_find_job`'s message): the smoothed loss against the
+    learning rate (log axis), the raw batch losses faint, each rule's suggestion marked on
+    the smoothed curve (the one filled in drawn larger). Trace metas: `lrf-raw`,
+    `lrf-smoothed`, `lrf-<rule>`."""
+    lrs = [float(v) for v in result["learning_rates"]]
+    smoothed = [_finite(v) for v in result["smoothed_losses"]]
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": "batch loss",
+            "x": lrs,
+            "y": [_finite(v) for v in result["losses"]],
+            "line": {"color": _rgba(COLORS[0], 0.3), "width": 1},
+            "hovertemplate": "lr %{x:.3g}: batch loss %{y:.4g}<extra></extra>",
+            "meta": "lrf-raw",
+        },
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": "smoothed loss",
+            "x": lrs,
+            "y": smoothed,
+            "line": {"color": COLORS[0], "width": 2},
+            "hovertemplate": "lr %{x:.3g}: smoothed loss %{y:.4g}<extra></extra>",
+            "meta": "lrf-smoothed",
+        },
+    ]
+    log_lrs = np.log(lrs) if lrs else np.zeros(0)
+    for n, (rule, lr) in enumerate(result["suggestions"].items()):
+        if lr is None or not lrs:
+            continue
+        chosen = rule == result["rule"]
+        y = float(np.interp(math.log(lr), log_lrs, [v if v is not None else np.nan for v in smoothed]))
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": f"{rule}: {lr:.3g}" + (" (filled in)" if chosen else ""),
+                "x": [lr],
+                "y": [_finite(y)],
+                "marker": {
+                    "symbol": RULE_MARKERS.get(rule, "x"),
+                    "size": 15 if chosen else 10,
+                    "color": COLORS[(n + 1) % len(COLORS)],
+                    "line": {"width": 2, "color": "black" if chosen else "white"},
+                },
+                "hovertemplate": f"{rule}: lr %{{x:.3g}}<extra></extra>",
+                "meta": f"lrf-{rule}",
+            }
+        )
+    layout = _base_layout()
+    layout.update(height=400, margin={"l": 60, "r": 20, "t": 70, "b": 50})
+    layout["legend"] = {"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"}
+    layout["xaxis"] = _grid({"type": "log", "title": {"text": "learning rate"}, "tickformat": ".0e"})
+    layout["yaxis"] = _grid({"title": {"text": "training loss"}})
+    body = [v for v in smoothed[: max(len(smoothed) - 5, 1)] if v is not None]
+    if body:  # the smoothed curve before it diverges fills the panel; the raw spikes may leave it
+        low, high = min(body), max(body)
+        pad = 0.08 * (high - low or abs(high) or 1.0)
+        layout["yaxis"]["range"] = [low - pad, high + 3 * pad]
+    explained = "each batch trains at a larger learning rate; markers: each rule's suggestion"
+    layout["title"] = {
+        "text": f"{title}<br><span style='font-size:11px'>{explained}</span>",
+        "x": 0.01,
+        "xanchor": "left",
+        "font": {"size": 14},
+    }
+    layout["uirevision"] = revision or title
+    return {"data": data, "layout": layout}
