@@ -4,7 +4,9 @@ The page sends `{"job": "call", "target": "keras_adaptive_gui.lr_find_job:run", 
 to a worker (`worker.serve`), which calls `run(**kwargs, send=send, stopped=stopped)`. The
 model, its initial weights, the data and the batch order are the task's own (`tasks.py`), as
 a training run of the page would have them; the optimizer is the page's choice with its
-hyperparameters (its learning rate is what the test ramps). It sends one message,
+hyperparameters (its learning rate is what the test ramps). While it runs it sends
+`{"type": "progress", "step", "steps", "learning_rate", "loss"}` a few times a second; at the
+end one message,
 
     {"type": "lr_find", "learning_rates", "losses", "smoothed_losses", "suggestion", "suggestions",
      "rule", "stopped_at", "stop_reason", "optimizer", "task"}
@@ -15,8 +17,11 @@ and returns the same dict. `run` also takes the keyword arguments as one dict:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
+
+PROGRESS_SECONDS = 0.25  # how often a {"type": "progress", "step", "steps", "learning_rate", "loss"} is sent
 
 DEFAULTS = {
     "hyperparameters": {},
@@ -70,7 +75,22 @@ def run(
     model = tasks.build_model(task, options["cell"], options["seq_len"])
     model.set_weights(tasks.initial_weights(model.weights, options["seed"]))
 
+    last = [0.0]
+
     def on_step(step: int, learning_rate: float, loss: float) -> bool:
+        # Progress for the page, a few times a second (a message per step would cost more than the step).
+        now = time.monotonic()
+        if send is not None and now - last[0] >= PROGRESS_SECONDS:
+            last[0] = now
+            send(
+                {
+                    "type": "progress",
+                    "step": step + 1,
+                    "steps": options["steps"],
+                    "learning_rate": learning_rate,
+                    "loss": loss,
+                }
+            )
         return bool(stopped is not None and stopped())
 
     result = find_learning_rate(

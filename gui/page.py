@@ -22,7 +22,7 @@ from typing import Any
 
 import gradio as gr
 
-from keras_adaptive_gui import charts, engine, history, hyperparams, sweep_page, tasks
+from keras_adaptive_gui import charts, engine, history, hyperparams, lr_find_page, sweep_page, tasks
 
 SLOTS = 6
 NONE = "(none)"
@@ -206,6 +206,7 @@ class Session:
     drawn_version: int = -1  # the comparison's version it showed
     lock: threading.Lock = field(default_factory=threading.Lock)
     sweep_state: Any = None  # sweep_page.SweepState, once the session sweeps
+    range_test: Any = None  # lr_find_page.RangeTest: the session's latest learning-rate range test
 
 
 class Sessions:
@@ -226,6 +227,8 @@ class Sessions:
             session = self._sessions.pop(key, None)
         if session is not None:
             sweep_page.stop_session(session)
+            if session.range_test is not None:
+                session.range_test.stop()
             if session.comparison is not None:
                 session.comparison.stop()
             if session.run_dir:
@@ -305,6 +308,7 @@ class RunSettings:
     compare_backends: Any
     preset: Any
     slots: list  # per slot: (name dropdown, {param: widget}, accordion)
+    find_lr: list = field(default_factory=list)  # per slot: its Find LR button
 
     def inputs(self) -> list:
         return [
@@ -371,11 +375,13 @@ def build(
                 settings = _run_settings(catalog, default_backend)
             with gr.Column(scale=7):
                 area = _chart_area()
+                range_tests = lr_find_page.panel()
                 sweeps = sweep_page.panel(limits)
                 panel = _history_panel(store)
         _wire_settings(settings, area, catalog)
         _wire_training(demo, settings, area, panel, sessions, store, catalog, mnist_path, limits)
         _wire_history(demo, settings, area, panel, sessions, store)
+        lr_find_page.wire(settings, range_tests, sessions, catalog, mnist_path, limits)
         sweep_page.wire(
             settings,
             sweeps,
@@ -430,7 +436,7 @@ def _run_settings(catalog: dict, default_backend: str) -> RunSettings:
     preset = gr.Dropdown(
         [p[0] for p in PRESETS], value=None, label="Preset (sets the optimizers below)", elem_id="preset"
     )
-    slots = _optimizer_slots(catalog)
+    slots, find_lr = _optimizer_slots(catalog)
     return RunSettings(
         task,
         cell,
@@ -444,12 +450,13 @@ def _run_settings(catalog: dict, default_backend: str) -> RunSettings:
         compare_backends,
         preset,
         slots,
+        find_lr,
     )
 
 
-def _optimizer_slots(catalog: dict) -> list:
+def _optimizer_slots(catalog: dict) -> tuple[list, list]:
     param_names = hyperparams.all_param_names()
-    slots = []
+    slots, buttons = [], []
     choices = [NONE] + list(catalog)
     defaults = ["adam", "rmsprop"] + [NONE] * (SLOTS - 2)
     for i in range(SLOTS):
@@ -466,12 +473,13 @@ def _optimizer_slots(catalog: dict) -> list:
                     scale=3,
                 )
                 widgets = {"learning_rate": _widget("learning_rate", entry, i)}
+                buttons.append(gr.Button("Find LR", size="sm", elem_id=f"opt{i + 1}-find-lr", scale=0, min_width=80))
             with gr.Accordion("more hyperparameters", open=False, visible=entry is not None) as more:
                 for p in param_names:
                     if p != "learning_rate":
                         widgets[p] = _widget(p, entry, i)
         slots.append((name, widgets, more))
-    return slots
+    return slots, buttons
 
 
 def _chart_area() -> ChartArea:
@@ -848,7 +856,10 @@ def _wire_training(
     def stop(request: gr.Request) -> str:
         """Ends the session's run: the workers stop where they are; the page's next frame says
         where they had got to."""
-        comparison = sessions.get(request).comparison
+        session = sessions.get(request)
+        if session.range_test is not None:
+            session.range_test.stop()  # its own status says so
+        comparison = session.comparison
         if comparison is None:
             return "Nothing is running."
         if comparison.running:
