@@ -1,9 +1,11 @@
 """The engine behind both the page and the `keras-adaptive compare` command.
 
 `check_config` turns a person's inputs into a `RunConfig` or a ValueError listing what is
-wrong; `Comparison` starts one worker process per backend (multiprocessing `spawn`, see
-`worker.py`), gathers what the workers report into per-series records, notices a worker
-that died, stops them all at once, and writes the CSV.
+wrong; `Comparison` runs on one worker process per backend (multiprocessing `spawn`, see
+`worker.py`): a warm persistent one of `sweep.POOL` that keeps its built and compiled models
+between runs, or with warm workers off (`SPARES.enabled` False: the command line, the tests)
+a fresh process that ends with the run. It gathers what the workers report into per-series
+records, notices a worker that died, stops them all at once, and writes the CSV.
 
 This module spawns the workers, so it never imports keras at module level.
 """
@@ -280,7 +282,10 @@ class _Spare:
 
 
 class Spares:
-    """One warm worker process per backend in use (`worker.run_when_given`): a run takes the
+    """Used only with warm workers off (`enabled` False: then `take` starts a fresh process);
+    with them on, runs go to `sweep.POOL` (`Comparison._pooled_worker`).
+
+    One warm worker process per backend in use (`worker.run_when_given`): a run takes the
     backend's spare, which has already imported Keras, and a new spare is started when the run
     ends (importing Keras beside a run would take its CPU on a small machine). A spare runs one
     run and ends, so no state passes from one run to the next."""
@@ -471,6 +476,55 @@ class _Worker:
         self.ready = False
         self.done = False
         self.startup_s: float | None = None
+        self.pooled: Any = None  # the sweep.PersistentWorker running this run, if from the pool
+        self.job: str | None = None  # this run's job id on it: its messages carry it
+
+
+class _PooledProcess:
+    """A pool worker's process as a run sees it: it lives on after the run for the next one,
+    so joining it waits only once it was told to end (terminate, kill)."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+        self._ending = False
+
+    @property
+    def pid(self) -> int:
+        return self.worker.process.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.worker.process.exitcode
+
+    def is_alive(self) -> bool:
+        return self.worker.process.is_alive()
+
+    def terminate(self) -> None:
+        self._ending = True
+        self.worker.process.terminate()
+
+    def kill(self) -> None:
+        self._ending = True
+        self.worker.process.kill()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._ending or not self.is_alive():
+            self.worker.process.join(timeout)
+
+
+def pooled() -> bool:
+    """Whether runs go to the warm persistent workers of `sweep.POOL` (KERAS_ADAPTIVE_WARM_WORKERS
+    unset or not 0, and `SPARES` enabled) or each to a fresh process that ends with it."""
+    return SPARES.enabled
+
+
+def warm(backend: str) -> None:
+    """Have a worker with Keras imported ready for `backend`'s next run (in the background)."""
+    if backend not in BACKENDS or not pooled():
+        return
+    from keras_adaptive_gui import sweep
+
+    threading.Thread(target=sweep.POOL.warm, args=(backend,), daemon=True).start()
 
 
 class Comparison:
@@ -495,6 +549,7 @@ class Comparison:
         self.last_wall: float | None = None  # when the newest message taken in was sent (time.time())
         self.wall_log: list = []  # (time.time() a steps message was sent, the furthest step in it)
         self._slots = 0
+        self.pool: Any = None  # a sweep.Pool to take workers from (None: sweep.POOL, if `pooled()`)
         self.lock = threading.RLock()
         multi = len(config.backends) > 1
         for backend in config.backends:
@@ -514,6 +569,9 @@ class Comparison:
         self.started_at = time.monotonic()
         try:
             for backend in self.config.backends:
+                if self.pool is not None or pooled():
+                    self.workers.append(self._pooled_worker(backend))
+                    continue
                 spare = SPARES.take(backend)
                 spare.inbox.put(self.config.worker_config(backend))
                 w = _Worker(backend, spare.process, spare.queue, spare.stop)
@@ -523,6 +581,20 @@ class Comparison:
             self.stop()
             raise
         return self
+
+    def _pooled_worker(self, backend: str) -> _Worker:
+        """The run as a job of a warm persistent worker (`worker.serve`): it keeps Keras, the data
+        and the built and compiled models between runs (a run of the same task and optimizers
+        reuses them: the same numbers as a fresh process, tests/gui/test_sweep.py)."""
+        from keras_adaptive_gui import sweep
+
+        pool = self.pool if self.pool is not None else sweep.POOL
+        pw = pool.take(backend)
+        job = f"{self.run_id}-{backend}"
+        pw.give({"job": "run", "id": job, "config": self.config.worker_config(backend)})
+        w = _Worker(backend, _PooledProcess(pw), pw.outbox, pw.stop)
+        w.pooled, w.job = pw, job
+        return w
 
     def run(self, interval: float = 0.2) -> Iterator[Comparison]:
         """Start the comparison (unless started), then yield it whenever something new came in
@@ -582,14 +654,35 @@ class Comparison:
 
     def _finish(self) -> None:
         self.finished_at = time.monotonic()
-        for backend in self.config.backends:
-            SPARES.warm(backend)  # for the next Train
+        for w in self.workers:
+            if w.pooled is None:
+                SPARES.warm(w.backend)  # for the next Train
+            else:
+                self._give_back(w)
         chance = self.config.task_facts.chance_accuracy
         for s in self.series:
             if s.status == "finished" and s.check_chance(chance):
                 self.messages.append(s.blow_up_message())
         self.version += 1
         self._release()
+
+    def _give_back(self, w: _Worker) -> None:
+        """A pool worker that answered (its run's last message taken in) goes back to its pool,
+        with what it built; one that did not, or died, is ended (the pool starts a new one)."""
+        pw, w.pooled = w.pooled, None
+        if pw is None:
+            return
+        if w.job in pw.jobs:
+            pw.jobs.remove(w.job)
+        pool = self.pool
+        if pool is None:
+            from keras_adaptive_gui import sweep
+
+            pool = sweep.POOL
+        if w.done and pw.alive and not w.process._ending:
+            pool.give_back(pw)  # clears its stop flag
+        else:
+            pw.end()
 
     def _drain(self, w: _Worker, seconds: float = 0.5) -> None:
         deadline = time.monotonic() + seconds
@@ -600,6 +693,8 @@ class Comparison:
                 break
 
     def _handle(self, w: _Worker, m: dict) -> None:
+        if w.job is not None and m.get("job") != w.job:
+            return  # a pool worker's message of an earlier job: not this run's
         kind = m.get("type")
         self.version += 1
         if kind == "ready":
@@ -647,21 +742,26 @@ class Comparison:
         finished keeps its "finished"; what they reported so far is kept."""
         with self.lock:
             self.stopped = True
-            for w in self.workers:
+            # Not the pool workers given back at the run's end: they may be running another run now.
+            mine = [w for w in self.workers if w.pooled is not None or not isinstance(w.process, _PooledProcess)]
+            for w in mine:
                 if not w.done:
                     w.stop.set()
             deadline = time.monotonic() + grace
-            for w in self.workers:
-                while not w.done and time.monotonic() < deadline and w.ready:
+            for w in mine:
+                # A pool worker answers once its run has begun (a fresh process only after importing Keras).
+                while not w.done and time.monotonic() < deadline and (w.ready or w.pooled is not None):
                     try:
                         self._handle(w, w.queue.get(timeout=0.05))
                     except (queue_module.Empty, EOFError, OSError):
                         if not w.process.is_alive():
                             break
-            for w in self.workers:
+            # A pool worker that answered lives on (`_finish` gives it back); the others are ended.
+            ending = [w for w in mine if w.pooled is None or not w.done]
+            for w in ending:
                 if w.process.is_alive():
                     w.process.terminate()
-            for w in self.workers:
+            for w in ending:
                 w.process.join(timeout=3)
                 if w.process.is_alive():
                     w.process.kill()
@@ -669,8 +769,9 @@ class Comparison:
                 if not w.done:
                     self._drain_quietly(w)
                     self._end_worker(w, "stopped")
-                w.queue.close()
-                w.queue.cancel_join_thread()
+                if w.pooled is None:  # a pool worker's queues are closed when it is ended (`_give_back`)
+                    w.queue.close()
+                    w.queue.cancel_join_thread()
             if self.finished_at is None:
                 self._finish()
 

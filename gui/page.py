@@ -920,12 +920,12 @@ def _wire_history(
     demo, settings: RunSettings, area: ChartArea, panel: HistoryPanel, sessions: Sessions, store: history.Store
 ) -> None:
     def on_load(visitor: str, backend: str, request: gr.Request):
-        engine.SPARES.warm(backend)  # a worker with Keras imported, ready for the first Train
+        engine.warm(backend)  # a worker with Keras imported, ready for the first Train
         visitor = visitor if history.is_visitor_id(visitor) else history.new_visitor_id()
         return visitor, _runs_update(store, visitor, sessions.get(request))
 
     demo.load(on_load, [panel.visitor, settings.backend], [panel.visitor, panel.runs], api_visibility="private")
-    settings.backend.change(engine.SPARES.warm, settings.backend, None, api_visibility="private")
+    settings.backend.change(engine.warm, settings.backend, None, api_visibility="private")
 
     def on_overlay(ticked: list, visitor: str, request: gr.Request):
         session = sessions.get(request)

@@ -29,7 +29,7 @@ every optimizer has those two.
 `series` is the index of the optimizer in `config["optimizers"]`. `stop` is an Event;
 the parent also terminates the process, which is always safe here.
 
-Persistent workers (`serve`, used by sweeps): import Keras once, then take job after job
+Persistent workers (`serve`, used by sweeps and the page's runs): import Keras once, then take job after job
 from `inbox` until None (or the server is gone). A job is a dict with an `"id"`; every
 message the job sends carries `"job": id`, and its last message is "finished" (a run),
 "result" (a call) or "error" (either; the worker lives on):
@@ -62,6 +62,7 @@ import numpy as np
 
 FLUSH_SECONDS = 0.15  # how often the worker sends what it did (the display can be no fresher)
 STATS_POINTS = 100  # a model's optimizer statistics are recorded about this many times per run
+CACHE_KEYS = 16  # (task settings, optimizer, hyperparameters) a persistent worker keeps built models for
 
 
 def limit_threads(backend: str) -> None:
@@ -229,6 +230,7 @@ class RunCache:
     def __init__(self) -> None:
         self.data: dict = {}
         self.entries: dict = {}
+        self.monitors: dict = {}  # (id(model), every) -> its OptimizerMonitor (the page's runs)
 
     @staticmethod
     def key(config: dict, choice: dict) -> tuple:
@@ -239,9 +241,17 @@ class RunCache:
     def take(self, config: dict, choice: dict, nth: int, make: Callable[[dict], Any]) -> Any:
         """The `nth` entry (0, 1, ... for repeats of one key within a run) for this key, made
         by `make(choice)` the first time."""
-        entries = self.entries.setdefault(self.key(config, choice), [])
+        key = self.key(config, choice)
+        entries = self.entries.pop(key, [])
+        self.entries[key] = entries  # the most recently used last
         while len(entries) <= nth:
             entries.append(make(choice))
+        # The page's runs try many settings: the least recently used beyond CACHE_KEYS go (a run
+        # has at most 6 optimizers, so never one of the run in progress), with their monitors.
+        while len(self.entries) > CACHE_KEYS:
+            dropped = self.entries.pop(next(iter(self.entries)))
+            gone = {id(entry[0]) for entry in dropped}
+            self.monitors = {k: m for k, m in self.monitors.items() if k[0] not in gone}
         return entries[nth]
 
 
@@ -345,8 +355,17 @@ class _Trainer:
         for model, optimizer in zip(self.models, self.optimizers):
             monitor = None
             if hasattr(optimizer, "effective_learning_rate"):  # what the monitor needs; not Keras' built-ins
-                monitor = OptimizerMonitor(every=self.lr_every, log_to_history=False, summary=True)
-                monitor.set_model(model)
+                # A cached model keeps its monitor: a new one would trace and compile its observed
+                # training function again (2.5 s a run on JAX); its records start empty each run.
+                kept = self.cache.monitors.get((id(model), self.lr_every)) if self.cache is not None else None
+                if kept is not None and getattr(kept, "_model", None) is model:
+                    monitor = kept
+                    monitor.records.clear()
+                else:
+                    monitor = OptimizerMonitor(every=self.lr_every, log_to_history=False, summary=True)
+                    monitor.set_model(model)
+                    if self.cache is not None:
+                        self.cache.monitors[(id(model), self.lr_every)] = monitor
                 monitor.on_train_begin()
             self.monitors.append(monitor)
             self.records_seen.append(0)

@@ -116,9 +116,24 @@ def test_duplicate_optimizers_get_distinct_labels():
     config = _config(optimizers=[("adam", {}), ("adam", {}), ("adam", {"bias_correction": False})])
     assert [o.label for o in config.optimizers] == [
         "adam (learning_rate=0.001)",
-        "adam (learning_rate=0.001) #2",
+        "adam (learning_rate=0.001) (2)",
         "adam (learning_rate=0.001, bias_correction=False)",
     ]
+
+
+def test_duplicate_labels_survive_pandas_reading_the_csv_with_comment(tmp_path):
+    """README: read the page's CSV with pandas.read_csv(path, comment="#"), which cuts a line at
+    any "#": a label must not hold one."""
+    import pandas as pd
+
+    comparison = engine.Comparison(_config(task="quadratic", optimizers=[("adam", {}), ("adam", {})], steps_2d=3))
+    for n, s in enumerate(comparison.series):
+        for step in range(3):
+            s.add_step({"step": step, "time": 0.1 * step, "loss": 1.0 + n + step, "x": 0.5, "y": -0.5})
+    frame = pd.read_csv(comparison.write_csv(str(tmp_path / "records.csv")), comment="#")
+    assert list(frame.columns) == engine.CSV_COLUMNS
+    assert list(frame.optimizer.unique()) == ["adam (learning_rate=0.001)", "adam (learning_rate=0.001) (2)"]
+    assert frame.loss.tolist() == [1.0, 2.0, 3.0, 2.0, 3.0, 4.0] and frame.y.tolist() == [-0.5] * 6
 
 
 # --- tasks and models ----------------------------------------------------------------------
@@ -407,6 +422,22 @@ def test_stop_after_the_workers_finished_says_so():
     assert comparison.series[0].status == "finished" and comparison.series[0].steps[-1] == 5
 
 
+def test_a_finished_worker_is_joined_not_left_a_zombie():
+    """A worker that said "finished" has exited; unless joined it stays a zombie (`[ka-run]
+    <defunct>`) as long as the server runs."""
+    comparison = engine.Comparison(_config(task="quadratic", steps_2d=5, optimizers=[("adam", {})]))
+    for _ in comparison.run(interval=0.05):
+        pass
+    (worker,) = comparison.workers
+    assert comparison.series[0].status == "finished"
+    # Reaped: the process table no longer holds it (a zombie's /proc/<pid>/stat says "Z" for good).
+    stat = f"/proc/{worker.process.pid}/stat"
+    deadline = time.monotonic() + 30  # its interpreter's shutdown
+    while os.path.exists(stat) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(stat), open(stat).read()
+
+
 def test_stop_reports_the_step_the_worker_reached():
     config = _config(epochs=20, steps_per_epoch=250, optimizers=[("adam", {})])
     comparison = engine.Comparison(config).start()
@@ -452,24 +483,106 @@ def test_run_history_keeps_each_visitor_apart_across_a_restart(tmp_path):
     assert restarted.delete(me, comparison.run_id) and restarted.run_ids(me) == []
 
 
-def test_a_run_takes_the_warm_spare_and_leaves_a_new_one():
-    spares = engine.Spares()
-    saved, engine.SPARES = engine.SPARES, spares
+# --- the page's runs on warm persistent workers (sweep.Pool, worker.serve) ---------------------
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """A pool of this module's own: its worker is started once and reused by the tests below."""
+    from keras_adaptive_gui import sweep
+
+    workers = sweep.Pool()
+    yield workers
+    workers.close()
+
+
+def _pooled(config, pool) -> engine.Comparison:
+    comparison = engine.Comparison(config)
+    comparison.pool = pool
+    return comparison.start()
+
+
+def _numbers(comparison: engine.Comparison) -> list:
+    return [(s.steps, s.losses, s.val_losses, s.val_accs, s.stats, s.status) for s in comparison.series]
+
+
+def test_a_run_on_a_warm_pool_worker_gives_the_numbers_of_a_fresh_process(pool):
+    """Twice the same run on one persistent worker (the second reuses its built model, compiled
+    training function and optimizer monitor) and once in a fresh process: the same numbers,
+    every loss, statistic and validation value bit for bit."""
+    config = _config(steps_per_epoch=6)
+    fresh = engine.Comparison(config).start()  # this test process disables warm workers: a fresh one
+    assert fresh.workers[0].pooled is None and fresh.wait(timeout=120)
+    first = _pooled(config, pool)
+    pid = first.workers[0].process.pid
+    assert first.wait(timeout=120) and engine._slots_in_use == 0
+    again = _pooled(config, pool)
+    assert again.workers[0].process.pid == pid  # the same warm process
+    assert again.wait(timeout=60)
+    assert _numbers(fresh) == _numbers(first) == _numbers(again)
+    assert [s.status for s in again.series] == ["finished", "finished"] and again.series[0].steps[-1] == 6
+    assert all(len(s.stats["grad_norm"][0]) == 6 for s in again.series)  # the monitor recorded this run's steps
+    assert [w.process.pid for w in pool._idle[BACKEND]] == [pid]  # back in the pool, alive
+
+
+def test_stop_ends_a_pooled_run_at_the_step_reached_and_the_worker_lives_on(pool):
+    comparison = _pooled(_config(epochs=20, steps_per_epoch=250, optimizers=[("adam", {})]), pool)
+    pid = comparison.workers[0].process.pid
     try:
-        spares.warm(BACKEND)
-        deadline = time.monotonic() + 60
-        while not (spares._spares.get(BACKEND) and spares._spares[BACKEND].process.is_alive()):
-            assert time.monotonic() < deadline, "no spare was started"
-            time.sleep(0.05)
-        spare = spares._spares[BACKEND]
-        comparison = engine.Comparison(_config(task="quadratic", steps_2d=5, optimizers=[("adam", {})])).start()
-        assert comparison.workers[0].process is spare.process  # the run went to the warm process
-        assert comparison.wait(timeout=120)
-        assert comparison.series[0].status == "finished" and comparison.series[0].steps == list(range(6))
-        deadline = time.monotonic() + 60
-        while not (spares._spares.get(BACKEND) and spares._spares[BACKEND].process is not spare.process):
-            assert time.monotonic() < deadline, "no new spare after the run"
+        deadline = time.monotonic() + 90
+        while not (comparison.series[0].steps and comparison.series[0].steps[-1] >= 5):
+            comparison.poll()
+            assert time.monotonic() < deadline, "the worker never reported steps"
             time.sleep(0.05)
     finally:
-        spares.close()
-        engine.SPARES = saved
+        comparison.stop()
+    s = comparison.series[0]
+    assert s.status == "stopped" and not comparison.finished_before_stop()
+    assert s.steps == list(range(1, s.steps[-1] + 1)) and s.steps[-1] < 5000  # everything up to its step
+    assert engine._slots_in_use == 0
+    # It answered Stop, so it went back to the pool, and its next run is a run like any other.
+    (kept,) = pool._idle[BACKEND]
+    assert kept.process.pid == pid and kept.alive and not kept.stop.is_set()
+    after = _pooled(_config(task="quadratic", steps_2d=5, optimizers=[("adam", {})]), pool)
+    assert after.workers[0].process.pid == pid and after.wait(timeout=60)
+    assert after.series[0].status == "finished" and after.series[0].steps == list(range(6))
+    comparison.stop()  # a Stop of an ended run leaves the worker (now the pool's) alone
+    assert pool._idle[BACKEND][0].alive
+
+
+def test_stop_after_a_pooled_run_finished_says_so(pool):
+    """The worker has sent its last message but nobody has read it when Stop comes: the run is
+    "finished", not "stopped", and the worker goes back to the pool."""
+    comparison = _pooled(_config(task="quadratic", steps_2d=5, optimizers=[("adam", {})]), pool)
+    w = comparison.workers[0]
+    sent, deadline = [], time.monotonic() + 60
+    while not sent or sent[-1].get("type") != "finished":  # read behind the run's back, then put back
+        sent.append(w.queue.get(timeout=max(0.1, deadline - time.monotonic())))
+    for message in sent:
+        w.queue.put(message)
+    comparison.stop()
+    assert comparison.stopped and comparison.finished_before_stop()
+    assert comparison.series[0].status == "finished" and comparison.series[0].steps[-1] == 5
+    assert pool._idle[BACKEND][0].process.pid == w.process.pid
+
+
+def test_a_killed_pool_worker_is_reported_and_replaced(pool):
+    comparison = _pooled(_config(epochs=20, steps_per_epoch=250, optimizers=[("adam", {})]), pool)
+    pid = comparison.workers[0].process.pid
+    try:
+        deadline = time.monotonic() + 90
+        while not (comparison.series[0].steps and comparison.series[0].steps[-1] >= 5):
+            comparison.poll()
+            assert time.monotonic() < deadline, "the worker never reported steps"
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        assert comparison.wait(timeout=10)
+    finally:
+        comparison.stop()
+    assert comparison.series[0].status == "worker died" and "exit code -9" in comparison.messages[0]
+    assert engine._slots_in_use == 0 and not pool._idle.get(BACKEND)
+    replacement = pool.take(BACKEND)  # a new process
+    try:
+        assert replacement.process.pid != pid and replacement.alive
+    finally:
+        replacement.end()
