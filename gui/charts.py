@@ -172,7 +172,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
     if not any(s.steps for shown in runs for s in shown.comparison.series):
         return empty(note or "Waiting for the first steps…")  # no empty axes with made-up ticks
     config = runs[0].comparison.config
-    facts = tasks.TASKS[config.task]
+    facts = config.task_facts
     by_time = options.x_axis == "time"
     x_hover = "t %{x:.3g} s" if by_time else "step %{x}"
     data, annotations = [], []

@@ -57,8 +57,9 @@ def add_task_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-download", action="store_true", help="do not try to download MNIST")
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    """compare on a person's own code, instead of `--task` (`keras_adaptive.compare`)."""
+def add_model_options(p: argparse.ArgumentParser, seeds_and_target: bool = True) -> None:
+    """compare (and sweep) on a person's own code, instead of `--task` (`keras_adaptive.compare`).
+    `seeds_and_target=False`: the command has its own --seeds and --target."""
     p.add_argument("--model", metavar="MODULE:FUNCTION", help="a function returning an uncompiled keras.Model")
     p.add_argument(
         "--data",
@@ -68,6 +69,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--validation-data", metavar="MODULE:FUNCTION", help="a function returning (x_val, y_val)")
     p.add_argument("--loss", help="with --model: a Keras loss name (mse, ...) or MODULE:NAME of a loss object")
     p.add_argument("--metrics", default="", help="with --model: comma-separated Keras metric names or MODULE:NAME")
+    if not seeds_and_target:
+        return
     p.add_argument("--seeds", default=1, help="with --model: how many seeds, from --seed on (default 1)")
     p.add_argument(
         "--target", help="with --model: time to target, a training loss (0.1) or val_loss=0.2 or val_acc=0.9"
@@ -137,15 +140,11 @@ def compare(args: argparse.Namespace) -> int:
     args.task = args.task or "mnist-mlp"
     args.steps_per_epoch = 50 if args.steps_per_epoch is None else args.steps_per_epoch
     args.batch_size = 64 if args.batch_size is None else args.batch_size
-    mnist_path = None
-    if args.task.startswith("mnist"):
-        from keras_adaptive_gui.app import resolve_mnist
-
-        if args.mnist and not os.path.isfile(args.mnist):
-            print(f"error: --mnist {args.mnist!r}: no such file.", file=sys.stderr)
-            return 2
-        mnist_path, source = resolve_mnist(args.mnist, download=not args.no_download)
-        print(f"data: {source}", file=sys.stderr)
+    try:
+        mnist_path = mnist_of(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         chosen = hyperparams.split_spec_list(args.optimizers)
         backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -211,6 +210,86 @@ def compare(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def mnist_of(args: argparse.Namespace) -> str | None:
+    """The MNIST file of an MNIST task (--mnist, Keras' cache, a download or the packaged
+    sample; says which on stderr), None for the other tasks. ValueError: --mnist names no file."""
+    if not args.task.startswith("mnist"):
+        return None
+    from keras_adaptive_gui.app import resolve_mnist
+
+    if args.mnist and not os.path.isfile(args.mnist):
+        raise ValueError(f"--mnist {args.mnist!r}: no such file.")
+    path, source = resolve_mnist(args.mnist, download=not args.no_download)
+    print(f"data: {source}", file=sys.stderr)
+    return path
+
+
+def own_model_inputs(args: argparse.Namespace) -> dict:
+    """The keyword arguments of `keras_adaptive.compare` (and `sweep`) from --model, --data
+    and the run options; ValueError names the option that is wrong. Sets KERAS_BACKEND to the
+    first backend unless Keras is imported; "here": whether this process trains itself."""
+    if args.task is not None:
+        raise ValueError("--task and --model are exclusive: --task trains a built-in task, --model your own.")
+    if args.model is None or args.data is None:
+        raise ValueError("--model and --data go together: both name a function as 'module:function'.")
+    if not args.loss:
+        raise ValueError("--model needs --loss (a Keras loss name such as mse, or 'module:name' of a loss).")
+    if not 0 <= args.smoothing <= 0.99:
+        raise ValueError(f"--smoothing must be in [0, 0.99], got {args.smoothing}.")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not backends:
+        raise ValueError("--backends is empty.")
+    epochs = _whole("--epochs", args.epochs)
+    steps = _whole("--steps-per-epoch", args.steps_per_epoch, allow_none=True)
+    batch_size = _whole("--batch-size", args.batch_size, allow_none=True)
+    seed = _whole("--seed", args.seed, low=0)
+    seeds = list(range(seed, seed + _whole("--seeds", args.seeds)))
+    target = parse_target(args.target)
+    # Keras reads its backend at import: this process trains on the first backend itself when it
+    # is the only one (and keras, if already imported, has it); else each backend gets a worker.
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = backends[0]
+    import keras
+
+    from keras_adaptive_gui import hyperparams
+
+    here = len(backends) == 1 and keras.backend.backend() == backends[0]
+    optimizers = []
+    for n, (name, raw) in enumerate(hyperparams.split_spec_list(args.optimizers), 1):
+        key = hyperparams.resolve_key(name)
+        optimizers.append((key, hyperparams.build_kwargs(key, raw, where=f"Optimizer {n} ({key}): ")))
+    return {
+        "build_model": args.model,
+        "data": args.data,
+        "optimizers": optimizers,
+        "epochs": epochs,
+        "steps_per_epoch": steps,
+        "seeds": seeds,
+        "backends": None if here else backends,
+        "validation_data": args.validation_data,
+        "target": target,
+        "loss": _named(args.loss, "--loss"),
+        "metrics": [_named(m.strip(), "--metrics") for m in args.metrics.split(",") if m.strip()],
+        "batch_size": batch_size,
+        "all_backends": backends,
+    }
+
+
+def progress_printer(args: argparse.Namespace):
+    """A `progress(fraction, text)` for `keras_adaptive.compare`: the bar on stderr (a line
+    every 5 s when stderr is not a terminal), nothing with --no-progress."""
+    last = [0.0]
+
+    def progress(fraction: float, text: str) -> None:
+        if args.no_progress or not (sys.stderr.isatty() or time.monotonic() - last[0] >= 5):
+            return
+        last[0] = time.monotonic()
+        end = "" if sys.stderr.isatty() else "\n"
+        print(_progress(fraction, text), end=end, file=sys.stderr, flush=True)
+
+    return progress
+
+
 def _whole(name: str, raw, low: int = 1, allow_none: bool = False):
     if raw is None and allow_none:
         return None
@@ -246,67 +325,12 @@ def compare_own_model(args: argparse.Namespace) -> int:
     """compare with --model and --data: `keras_adaptive.compare` on the person's code, in this
     process on one backend, else in a worker per backend; the same outputs as with --task."""
     try:
-        if args.task is not None:
-            raise ValueError("--task and --model are exclusive: --task trains a built-in task, --model your own.")
-        if args.model is None or args.data is None:
-            raise ValueError("--model and --data go together: both name a function as 'module:function'.")
-        if not args.loss:
-            raise ValueError("--model needs --loss (a Keras loss name such as mse, or 'module:name' of a loss).")
-        if not 0 <= args.smoothing <= 0.99:
-            raise ValueError(f"--smoothing must be in [0, 0.99], got {args.smoothing}.")
-        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-        if not backends:
-            raise ValueError("--backends is empty.")
-        epochs = _whole("--epochs", args.epochs)
-        steps = _whole("--steps-per-epoch", args.steps_per_epoch, allow_none=True)
-        batch_size = _whole("--batch-size", args.batch_size, allow_none=True)
-        seed = _whole("--seed", args.seed, low=0)
-        seeds = list(range(seed, seed + _whole("--seeds", args.seeds)))
-        target = parse_target(args.target)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    # Keras reads its backend at import: this process trains on the first backend itself when it
-    # is the only one (and keras, if already imported, has it); else each backend gets a worker.
-    if "keras" not in sys.modules:
-        os.environ["KERAS_BACKEND"] = backends[0]
-    import keras
+        inputs = own_model_inputs(args)
+        backends = inputs.pop("all_backends")
+        from keras_adaptive import compare as compare_api  # after own_model_inputs chose Keras' backend
 
-    from keras_adaptive import compare as compare_api
-    from keras_adaptive_gui import hyperparams
-
-    here = len(backends) == 1 and keras.backend.backend() == backends[0]
-    last = [0.0]
-
-    def progress(fraction: float, text: str) -> None:
-        if args.no_progress or not (sys.stderr.isatty() or time.monotonic() - last[0] >= 5):
-            return
-        last[0] = time.monotonic()
-        end = "" if sys.stderr.isatty() else "\n"
-        print(_progress(fraction, text), end=end, file=sys.stderr, flush=True)
-
-    try:
-        optimizers = []
-        for n, (name, raw) in enumerate(hyperparams.split_spec_list(args.optimizers), 1):
-            key = hyperparams.resolve_key(name)
-            optimizers.append((key, hyperparams.build_kwargs(key, raw, where=f"Optimizer {n} ({key}): ")))
-        metrics = [_named(m.strip(), "--metrics") for m in args.metrics.split(",") if m.strip()]
         print(f"model: {args.model}; data: {args.data}; backends: {', '.join(backends)}", file=sys.stderr)
-        comparison = compare_api(
-            args.model,
-            args.data,
-            optimizers,
-            epochs=epochs,
-            steps_per_epoch=steps,
-            seeds=seeds,
-            backends=None if here else backends,
-            validation_data=args.validation_data,
-            target=target,
-            loss=_named(args.loss, "--loss"),
-            metrics=metrics,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        comparison = compare_api(**inputs, progress=progress_printer(args))
     except ValueError as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)

@@ -89,6 +89,16 @@ class OptimizerChoice:
     key: str
     kwargs: dict
     label: str
+    # Every hyperparameter as a bundle stored it: what an optimizer outside the page's catalog
+    # (a person's own class, from `keras_adaptive.compare`) is described by.
+    hyperparameters: dict | None = None
+
+    def all_hyperparameters(self) -> dict:
+        """Every hyperparameter: what its bundle stored (what the run used, for any optimizer,
+        a person's own class included), else the catalog's defaults updated with `kwargs`."""
+        if self.hyperparameters is not None:
+            return dict(self.hyperparameters)
+        return hyperparams.full_kwargs(self.key, self.kwargs)
 
 
 @dataclass
@@ -104,26 +114,29 @@ class RunConfig:
     cell: str = "LSTM"
     seq_len: int = 30
     mnist_path: str | None = None
+    facts: tasks.Task | None = None  # a task that is not built in (a bundle of `keras_adaptive.compare`)
 
     @property
     def kind(self) -> str:
-        return tasks.TASKS[self.task].kind
+        return self.task_facts.kind
 
     @property
     def task_facts(self) -> tasks.Task:
-        return tasks.TASKS[self.task]
+        return self.facts if self.facts is not None else tasks.TASKS[self.task]
 
     def to_json(self) -> dict:
         """The full configuration: every hyperparameter of every optimizer (defaults included)."""
         return {
             "task": self.task,
             "task_description": self.task_facts.description,
+            "kind": self.task_facts.kind,
+            "classes": self.task_facts.classes,
             "backends": list(self.backends),
             "optimizers": [
                 {
                     "key": o.key,
                     "label": o.label,
-                    "hyperparameters": hyperparams.full_kwargs(o.key, o.kwargs),
+                    "hyperparameters": o.all_hyperparameters(),
                     "given": o.kwargs,
                 }
                 for o in self.optimizers
@@ -140,12 +153,24 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, d: dict) -> RunConfig:
-        facts = tasks.TASKS[d["task"]]
+        """The configuration a bundle's config.json holds. A task that is not built in (a
+        person's own model) is rebuilt from what the bundle says of it."""
+        facts = tasks.TASKS.get(d["task"])
+        if facts is None:
+            facts = tasks.Task(
+                str(d["task"]),
+                d.get("kind") or "classify",
+                d.get("task_description") or str(d["task"]),
+                classes=int(d.get("classes") or 0),
+            )
         optimizers = [
-            OptimizerChoice(o["key"], dict(o.get("given", o.get("hyperparameters", {}))), o["label"])
+            OptimizerChoice(
+                o["key"], dict(o.get("given", o.get("hyperparameters", {}))), o["label"], o.get("hyperparameters")
+            )
             for o in d["optimizers"]
         ]
         config = cls(d["task"], list(d["backends"]), optimizers, seed=int(d.get("seed") or 0))
+        config.facts = None if d["task"] in tasks.TASKS else facts
         if facts.is_2d:
             config.steps_2d = int(d["steps"])
         else:
@@ -223,10 +248,10 @@ def check_config(
         except ValueError as error:
             errors.append(str(error) if str(error).startswith("Optimizer") else f"Optimizer {n}: {error}")
     seen: dict[str, int] = {}
-    for choice in choices:  # labels must tell the series apart
+    for choice in choices:  # labels must tell the series apart (not "#": pandas' comment="#" cuts there)
         seen[choice.label] = seen.get(choice.label, 0) + 1
         if seen[choice.label] > 1:
-            choice.label = f"{choice.label} #{seen[choice.label]}"
+            choice.label = f"{choice.label} ({seen[choice.label]})"
     seed = _integer("Seed", seed, 0, 2**31 - 1, errors)
     config = RunConfig(task, backends, choices, seed=seed, cell=cell, mnist_path=mnist_path)
     if facts.is_2d:
@@ -465,6 +490,14 @@ class Series:
         if n - first < 2:
             return None
         return 1000.0 * (self.times[-1] - self.times[first]) / (n - first - 1)
+
+
+def _reap(process: Any) -> None:
+    """Join a worker that said its last word ("finished", "error"), in a thread of its own: it
+    exits right after (its interpreter's shutdown can take seconds, which the page's frames
+    must not wait for), and an exited child nobody joins stays a zombie (`[ka-run] <defunct>`)
+    as long as the server runs."""
+    threading.Thread(target=process.join, name="ka-reap", daemon=True).start()
 
 
 class _Worker:
@@ -726,9 +759,11 @@ class Comparison:
                 self.messages.append(s.blow_up_message())
         elif kind == "finished":
             self._end_worker(w, "stopped" if m.get("stopped") else "finished")
+            _reap(w.process)
         elif kind == "error":
             self._end_worker(w, "error")
             self.messages.append(f"The {w.backend} worker failed: {m.get('message')}")
+            _reap(w.process)
 
     def _end_worker(self, w: _Worker, status: str) -> None:
         w.done = True
@@ -877,50 +912,8 @@ class Comparison:
         """Every recorded number, one row per (series, step) and per (series, epoch), after one
         line starting with `#` that carries the full configuration as JSON (read the CSV with
         comment="#", or skip that line)."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", newline="") as f:
-            f.write("# keras-adaptive run " + json.dumps(self.describe(), default=str) + "\n")
-            out = csv.writer(f)
-            out.writerow(CSV_COLUMNS)
-            for s in self.series:
-                stats = [dict(zip(*s.stats[name])) for name in STATS]
-                for j, step in enumerate(s.steps):
-                    xy = (s.xs[j], s.ys[j]) if j < len(s.xs) else ("", "")
-                    out.writerow(
-                        [
-                            s.label,
-                            s.backend,
-                            s.optimizer,
-                            "step",
-                            step,
-                            "",
-                            f"{s.times[j]:.6f}",
-                            repr(s.losses[j]),
-                            *(by_step.get(step, "") for by_step in stats),
-                            *xy,
-                            "",
-                            "",
-                        ]
-                    )
-                for epoch, step, vl, va in zip(s.epochs, s.epoch_steps, s.val_losses, s.val_accs):
-                    out.writerow(
-                        [
-                            s.label,
-                            s.backend,
-                            s.optimizer,
-                            "epoch",
-                            step,
-                            epoch,
-                            "",
-                            "",
-                            *[""] * len(STATS),
-                            "",
-                            "",
-                            vl,
-                            va,
-                        ]
-                    )
-        return path
+        rows = [row for s in self.series for row in record_rows(s)]
+        return write_records(path, self.describe(), CSV_COLUMNS, rows)
 
     def save_bundle(self, folder: str) -> str:
         """The run bundle: `<folder>/<run_id>/config.json` (full configuration and outcome) and
@@ -949,6 +942,42 @@ CSV_COLUMNS = [
     "val_acc",
 ]
 CONFIG_FILE, RECORDS_FILE = "config.json", "records.csv"
+
+
+def record_rows(s: Series, label: str | None = None, extra: tuple = ()) -> list[list]:
+    """The CSV rows of one series (CSV_COLUMNS, then `extra` on every row): one per step, then
+    one per epoch. `label` names the series in the optimizer column (default its own label);
+    `keras_adaptive.compare` gives the optimizer's label and the seed as `extra`."""
+    label = s.label if label is None else label
+    stats = [dict(zip(*s.stats[name])) for name in STATS]
+    rows = []
+    for j, step in enumerate(s.steps):
+        xy = (s.xs[j], s.ys[j]) if j < len(s.xs) else ("", "")
+        values = [by_step.get(step, "") for by_step in stats]
+        rows.append(
+            [label, s.backend, s.optimizer, "step", step, "", s.times[j], s.losses[j], *values, *xy, "", "", *extra]
+        )
+    for epoch, step, val_loss, val_acc in zip(s.epochs, s.epoch_steps, s.val_losses, s.val_accs):
+        blanks = [""] * len(STATS)
+        rows.append(
+            [label, s.backend, s.optimizer, "epoch", step, epoch, "", "", *blanks, "", "", val_loss, val_acc, *extra]
+        )
+    return rows
+
+
+def write_records(path: str, meta: dict, columns: list, rows: list) -> str:
+    """The records CSV: one `#` line carrying `meta` (the configuration) as JSON, the header,
+    the rows (floats written with repr: they read back exactly)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        f.write("# keras-adaptive run " + json.dumps(meta, default=str) + "\n")
+        out = csv.writer(f)
+        out.writerow(columns)
+        for row in rows:
+            out.writerow([repr(v) if isinstance(v, float) else v for v in row])
+    return path
+
+
 _RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 
 

@@ -13,6 +13,7 @@ series' index.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,7 @@ def _x(series: Any, steps: list, by_time: bool) -> list:
 
 def _training_loss(ax: Any, comparison: Any, options: DisplayOptions, by_time: bool) -> None:
     config = comparison.config
-    task = tasks.TASKS[config.task]
+    task = config.task_facts
     for s_index, s in enumerate(comparison.series):
         style = _style(s, len(comparison.config.backends) > 1)
         x = s.times if by_time else s.steps
@@ -367,3 +368,17 @@ def best_curves_figure(curves: list, title: str = "", log_scale: bool = True) ->
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+SENSITIVITY_PNG, CURVES_PNG = "sensitivity.png", "best-lr-curves.png"
+
+
+def save_sweep_pngs(folder: str, points: list, kind: str, curves: list, title: str, footer: str) -> tuple[str, str]:
+    """A sweep's two PNGs in `folder` (the task sweeps' and `keras_adaptive.sweep`'s): the
+    sensitivity plot of `points` (`sweep.sensitivity`) and the loss curves at the best
+    learning rates (`sweep.best_curves`), each with `footer` (the configuration) at its foot."""
+    sensitivity = save_png(
+        sensitivity_figure(points, kind, title), os.path.join(folder, SENSITIVITY_PNG), footer=footer
+    )
+    best = save_png(best_curves_figure(curves, title, log_scale=True), os.path.join(folder, CURVES_PNG), footer=footer)
+    return sensitivity, best

@@ -144,8 +144,8 @@ class SweepConfig:
         hyperparameters that differ from its defaults; repeats numbered."""
         names = [self._plain(j) for j in range(len(self.base.optimizers))]
         label = names[i]
-        if names.count(label) > 1:
-            label = f"{label} #{names[: i + 1].count(label)}"
+        if names.count(label) > 1:  # "(2)", not "#2": pandas' comment="#" would cut the name there
+            label = f"{label} ({names[: i + 1].count(label)})"
         return label
 
     def _plain(self, i: int) -> str:
@@ -532,19 +532,7 @@ class Sweep:
         for w in self.workers:
             if index in w.jobs:
                 w.jobs.remove(index)
-        s = run.series
-        if status == "finished" and at_chance(s, self.config.task_facts.chance_accuracy):
-            # The comparisons' chance rule calls this blown up. In a sweep, a learning rate too
-            # small to move in the run's steps also ends at chance: blown up only if the loss
-            # went up on the way (above BLOWUP_FACTOR x its first); else "at chance", its
-            # numbers kept as measured (the sensitivity plot shows the low accuracy).
-            finite = [v for v in s.losses if math.isfinite(v)]
-            if max(finite) > engine.BLOWUP_FACTOR * s.first_loss:
-                s.check_chance(self.config.task_facts.chance_accuracy)
-            else:
-                status = "at chance"
-        run.status = "blown up" if s.blown_up_at is not None and status == "finished" else status
-        s.status = run.status
+        run.status = run.series.status = sweep_status(run.series, status, self.config.task_facts.chance_accuracy)
 
     def stop(self) -> None:
         """End the sweep now: workers are ended (a run in progress is "stopped", its records so
@@ -661,41 +649,58 @@ class Sweep:
         return paths
 
     def curves(self, best: dict) -> list[dict]:
-        """The loss curves at each optimizer's best learning rate: per optimizer (and backend)
-        the steps, and over the seeds the median, min and max of the batch loss at each step
-        every seed reached (blown-up seeds included up to where they stopped)."""
-        out = []
+        """The loss curves at each optimizer's best learning rate (`best_curves`)."""
+        runs = [(self.config.name(r.spec.optimizer), r.spec.backend, r.spec.learning_rate, r.series) for r in self.runs]
         index = {self.config.name(i): i for i in range(len(self.config.base.optimizers))}
-        for (name, backend), point in best.items():
-            i = index[name]
-            runs = [
-                r
-                for r in self.runs
-                if r.spec.optimizer == i
-                and r.spec.backend == backend
-                and math.isclose(r.spec.learning_rate, point["learning_rate"])
-                and r.series.steps
-            ]
-            if not runs:
-                continue
-            n = min(len(r.series.steps) for r in runs)
-            losses = np.array([r.series.losses[:n] for r in runs], dtype=float)
-            times = np.array([r.series.times[:n] for r in runs], dtype=float)
-            out.append(
-                {
-                    "optimizer": i,
-                    "backend": backend,
-                    "name": point["name"],
-                    "learning_rate": point["learning_rate"],
-                    "steps": list(runs[0].series.steps[:n]),
-                    "time": list(np.median(times, axis=0)),
-                    "median": list(np.median(losses, axis=0)),
-                    "low": list(np.min(losses, axis=0)),
-                    "high": list(np.max(losses, axis=0)),
-                    "seeds": len(runs),
-                }
-            )
-        return out
+        return [{"optimizer": index[c["name"]], **c} for c in best_curves(best, runs)]
+
+
+def best_curves(best: dict, runs: list) -> list[dict]:
+    """The loss curves at each optimizer's best learning rate: per optimizer (and backend)
+    the steps, and over the seeds the median, min and max of the batch loss at each step
+    every seed reached (blown-up seeds included up to where they stopped). `best` as
+    `best_points` gives it; `runs` (name, backend, learning rate, engine.Series) per run."""
+    out = []
+    for (name, backend), point in best.items():
+        mine = [
+            s
+            for n, b, lr, s in runs
+            if n == name and b == backend and math.isclose(lr, point["learning_rate"]) and s.steps
+        ]
+        if not mine:
+            continue
+        n = min(len(s.steps) for s in mine)
+        losses = np.array([s.losses[:n] for s in mine], dtype=float)
+        times = np.array([s.times[:n] for s in mine], dtype=float)
+        out.append(
+            {
+                "backend": backend,
+                "name": point["name"],
+                "learning_rate": point["learning_rate"],
+                "steps": list(mine[0].steps[:n]),
+                "time": list(np.median(times, axis=0)),
+                "median": list(np.median(losses, axis=0)),
+                "low": list(np.min(losses, axis=0)),
+                "high": list(np.max(losses, axis=0)),
+                "seeds": len(mine),
+            }
+        )
+    return out
+
+
+def sweep_status(s: engine.Series, status: str, chance: float | None) -> str:
+    """A sweep run's status, once it ended with `status` ("finished", "stopped", ...). The
+    comparisons' chance rule calls a classifier that ends at chance blown up. In a sweep, a
+    learning rate too small to move in the run's steps also ends at chance: blown up only if
+    the loss went up on the way (above BLOWUP_FACTOR x its first); else "at chance", its
+    numbers kept as measured (the sensitivity plot shows the low accuracy)."""
+    if status == "finished" and at_chance(s, chance):
+        finite = [v for v in s.losses if math.isfinite(v)]
+        if max(finite) > engine.BLOWUP_FACTOR * s.first_loss:
+            s.check_chance(chance)
+        else:
+            status = "at chance"
+    return "blown up" if s.blown_up_at is not None and status == "finished" else status
 
 
 def at_chance(s: engine.Series, chance: float | None) -> bool:
@@ -708,22 +713,50 @@ def at_chance(s: engine.Series, chance: float | None) -> bool:
 
 
 def result_row(config: SweepConfig, run: Run) -> dict:
-    s, spec = run.series, run.spec
+    spec = run.spec
+    return run_row(
+        run.series,
+        optimizer=config.base.optimizers[spec.optimizer].key,
+        name=config.name(spec.optimizer),
+        hyperparameters=config.hyperparameters(spec.optimizer),
+        learning_rate=spec.learning_rate,
+        seed=spec.seed,
+        backend=spec.backend,
+        status=run.status,
+        reached=time_to_target(run.series, config.target, config.target_metric),
+    )
+
+
+def run_row(
+    s: engine.Series,
+    *,
+    optimizer: str,
+    name: str,
+    hyperparameters: dict,
+    learning_rate: float,
+    seed: int,
+    backend: str,
+    status: str,
+    reached: tuple,
+) -> dict:
+    """One row of sweep.csv (CSV_COLUMNS) from a run's series: the page's sweeps and
+    `keras_adaptive.sweep` both make their rows here. `name` is the optimizer without its
+    learning rate, `hyperparameters` every other hyperparameter, `reached` (step, seconds) at
+    which it reached the target, or (None, None)."""
     finite = [v for v in s.losses if math.isfinite(v)]
-    steps_to, seconds_to = time_to_target(s, config.target, config.target_metric)
     return {
-        "optimizer": config.base.optimizers[spec.optimizer].key,
-        "name": config.name(spec.optimizer),
-        "hyperparameters": json.dumps(config.hyperparameters(spec.optimizer), sort_keys=True),
-        "learning_rate": spec.learning_rate,
-        "seed": spec.seed,
-        "backend": spec.backend,
-        "status": run.status,
+        "optimizer": optimizer,
+        "name": name,
+        "hyperparameters": json.dumps(hyperparameters, sort_keys=True, default=str),
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "backend": backend,
+        "status": status,
         "final_loss": finite[-1] if finite and s.blown_up_at is None else (s.losses[-1] if s.losses else None),
         "best_val_loss": min(s.val_losses) if s.val_losses else None,
         "best_val_acc": max(s.val_accs) if s.val_accs else None,
-        "steps_to_target": steps_to,
-        "seconds_to_target": seconds_to,
+        "steps_to_target": reached[0],
+        "seconds_to_target": reached[1],
     }
 
 
@@ -844,12 +877,16 @@ def best_points(points: list[dict], kind: str) -> dict:
     return best
 
 
-def table_rows(points: list[dict], kind: str, target: float, target_metric: str) -> list[dict]:
+AIMS = {"val_acc": "val acc ≥", "val_loss": "val loss ≤", "loss": "loss ≤"}  # target metric -> its words
+
+
+def table_rows(points: list[dict], kind: str, target: float | None, target_metric: str) -> list[dict]:
     """The sweep's table: per optimizer, its best learning rate, the metric there (median and
     min-max over seeds), how many grid points trained without a blow-up, and steps and seconds
-    to the target at the best learning rate (medians over the seeds that reached it)."""
+    to the target at the best learning rate (medians over the seeds that reached it; no such
+    columns without a target)."""
     _, title, _ = metric_of(kind)
-    aim = f"{'val acc ≥' if target_metric == 'val_acc' else 'loss ≤'} {target:g}"
+    aim = f"{AIMS[target_metric]} {target:g}" if target is not None else None
     rows = []
     for (name, backend), p in best_points(points, kind).items():
         mine = [q for q in points if (q["name"], q["backend"]) == (name, backend)]
@@ -857,18 +894,18 @@ def table_rows(points: list[dict], kind: str, target: float, target_metric: str)
         seeds = p["runs"] - p["blown_up"]
         grid = [q["learning_rate"] for q in mine]
         edge = len(grid) > 1 and p["learning_rate"] in (min(grid), max(grid))
-        rows.append(
-            {
-                "optimizer": name,
-                "backend": backend,
-                "best learning rate": p["learning_rate"],
-                "at the grid's edge": "yes: widen it" if edge else "no",
-                f"{title} (median)": p["metric_median"],
-                "spread (min–max)": f"{p['metric_low']:.4g}–{p['metric_high']:.4g}",
-                "no blow-up at": f"{sum(q['blown_up'] == 0 for q in mine)}/{len(mine)} learning rates",
-                f"steps to {aim}": (float(np.median([s for s, _ in reached])) if reached else "not reached"),
-                "seconds to target": (float(np.median([t for _, t in reached])) if reached else "not reached"),
-                "seeds reaching it": f"{len(reached)}/{seeds}",
-            }
-        )
+        row = {
+            "optimizer": name,
+            "backend": backend,
+            "best learning rate": p["learning_rate"],
+            "at the grid's edge": "yes: widen it" if edge else "no",
+            f"{title} (median)": p["metric_median"],
+            "spread (min–max)": f"{p['metric_low']:.4g}–{p['metric_high']:.4g}",
+            "no blow-up at": f"{sum(q['blown_up'] == 0 for q in mine)}/{len(mine)} learning rates",
+        }
+        if aim is not None:
+            row[f"steps to {aim}"] = float(np.median([s for s, _ in reached])) if reached else "not reached"
+            row["seconds to target"] = float(np.median([t for _, t in reached])) if reached else "not reached"
+            row["seeds reaching it"] = f"{len(reached)}/{seeds}"
+        rows.append(row)
     return rows

@@ -1,13 +1,17 @@
 """`keras-adaptive sweep ...`: learning-rate sweeps over several seeds, from the command line.
 
     keras-adaptive sweep --task mnist-mlp --optimizers sgd,adam --learning-rates 1e-4:1e-1:7 --seeds 3 --backends jax
+    keras-adaptive sweep --model mypkg.models:build --data mypkg.data:load --loss mse --optimizers sgd,adam
 
 Every (optimizer, learning rate, seed, backend) is a complete training run, the one
 `keras-adaptive compare --optimizers <that optimizer>:learning_rate=<lr> --seed <seed>`
 makes, scheduled over warm workers (`sweep.Sweep`, the page's engine). Prints a progress
 bar over all runs and the table, and writes under `<out>/sweep-<id>/`: sweep.csv (one row
 per run), sweep.json (the configuration), sensitivity.png, best-lr-curves.png and the run
-bundles (one per seed) that the page's "Open a run bundle" reads.
+bundles (one per seed) that the page's "Open a run bundle" reads. With `--model` and `--data`
+(a person's own code, 'module:function') the same files come from `keras_adaptive.sweep`: one
+`keras_adaptive.compare` of every (optimizer, learning rate) over the seeds, its runs turned
+into the same rows, aggregated and drawn by the same functions.
 
 Light at import: the command imports keras only to check the optimizers (on the sweep's
 first backend); training runs in the worker processes.
@@ -25,7 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from keras_adaptive_gui import cli
 
     cli.add_task_options(p)
+    cli.add_model_options(p, seeds_and_target=False)
     cli.add_output_options(p)
+    # Unset by default, so that --task is told from --model, and each gets its own defaults.
+    p.set_defaults(task=None, steps_per_epoch=None, batch_size=None)
     p.add_argument(
         "--learning-rates",
         default="",
@@ -36,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
         default=None,
-        help="time to target: a validation accuracy (classifiers) or a training loss; default the task's",
+        help="time to target: a validation accuracy (classifiers) or a training loss; default the task's; "
+        "with --model: a training loss (0.1), val_loss=V or val_acc=V (default none)",
     )
     p.add_argument("--workers", type=int, default=None, help="worker processes per backend (default: cores / 2)")
 
@@ -44,6 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from keras_adaptive_gui import cli
 
+    if args.model is not None or args.data is not None:
+        return run_own_model(args)
+    args.task = args.task or "mnist-mlp"
+    args.steps_per_epoch = 50 if args.steps_per_epoch is None else args.steps_per_epoch
+    args.batch_size = 64 if args.batch_size is None else args.batch_size
     backends = [b.strip() for b in str(args.backends).split(",") if b.strip()]
     if backends:  # the optimizers are checked with keras: import it as the first worker does
         os.environ.setdefault("KERAS_BACKEND", backends[0])
@@ -53,16 +66,12 @@ def run(args: argparse.Namespace) -> int:
     for backend in dict.fromkeys(backends):  # the workers import Keras while this process checks the inputs
         if backend in engine.BACKENDS:
             sweep.POOL.warm(backend, workers)
-    mnist_path = None
-    if args.task.startswith("mnist"):
-        from keras_adaptive_gui.app import resolve_mnist
-
-        if args.mnist and not os.path.isfile(args.mnist):
-            sweep.POOL.close()
-            print(f"error: --mnist {args.mnist!r}: no such file.", file=sys.stderr)
-            return 2
-        mnist_path, source = resolve_mnist(args.mnist, download=not args.no_download)
-        print(f"data: {source}", file=sys.stderr)
+    try:
+        mnist_path = cli.mnist_of(args)
+    except ValueError as error:
+        sweep.POOL.close()
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     from keras_adaptive_gui import hyperparams, plots, tasks
 
     try:
@@ -130,17 +139,49 @@ def run(args: argparse.Namespace) -> int:
     folder = os.path.join(args.out, f"sweep-{the_sweep.sweep_id}")
     paths = the_sweep.save(folder)
     title = f"{tasks.TASKS[args.task].description} · sweep {the_sweep.sweep_id}"
-    footer = sweep_footer(the_sweep)
-    sensitivity_png = os.path.join(folder, "sensitivity.png")
-    plots.save_png(plots.sensitivity_figure(points, kind, title), sensitivity_png, footer=footer)
-    curves_png = os.path.join(folder, "best-lr-curves.png")
     curves = the_sweep.curves(sweep.best_points(points, kind))
-    plots.save_png(plots.best_curves_figure(curves, title, log_scale=True), curves_png, footer=footer)
+    sensitivity_png, curves_png = plots.save_sweep_pngs(folder, points, kind, curves, title, sweep_footer(the_sweep))
     print(
         f"wrote {paths['csv']}, {sensitivity_png}, {curves_png} and {len(paths['bundles'])} run bundles "
         f"(one per seed) in {folder}"
     )
     return 0 if any(r["status"] in sweep.ENDED for r in rows) else 1
+
+
+def run_own_model(args: argparse.Namespace) -> int:
+    """sweep with --model and --data: `keras_adaptive.sweep` on the person's code (in this
+    process on one backend, else in a worker per backend, one after another); the same
+    table and files as with --task."""
+    from keras_adaptive_gui import cli
+
+    try:
+        if args.workers is not None:
+            raise ValueError("--workers is for --task sweeps: with --model each backend trains in one process.")
+        inputs = cli.own_model_inputs(args)
+        backends = inputs.pop("all_backends")
+        from keras_adaptive import sweep as sweep_api  # after own_model_inputs chose Keras' backend
+
+        print(f"model: {args.model}; data: {args.data}; backends: {', '.join(backends)}", file=sys.stderr)
+        started = time.monotonic()
+        result = sweep_api(**inputs, learning_rates=args.learning_rates, progress=cli.progress_printer(args))
+    except ValueError as error:
+        for line in str(error).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    runs = len(result.rows)
+    if not args.no_progress:
+        print(cli._progress(1.0, f"{runs} runs done in {time.monotonic() - started:.1f} s"), file=sys.stderr)
+    for message in result.comparison.messages:
+        print(message, file=sys.stderr)
+    print(cli.format_table(result.table_rows()))
+    paths = result.save(args.out)
+    print(
+        f"wrote {paths['csv']}, {paths['sensitivity']}, {paths['curves']} and {len(paths['bundles'])} run bundles "
+        f"(one per seed) in {paths['folder']}"
+    )
+    from keras_adaptive_gui import sweep
+
+    return 0 if any(r["status"] in sweep.ENDED for r in result.rows) else 1
 
 
 def sweep_footer(the_sweep) -> str:

@@ -7,6 +7,7 @@ from keras_adaptive.adagrad import AdaGrad
 from keras_adaptive.adam import Adam, AdamW
 from keras_adaptive.backend import fast_paths  # noqa: F401 (declares the fast paths of the classes above)
 from keras_adaptive.comparison import Comparison, compare
+from keras_adaptive.comparison_sweep import Sweep, sweep
 from keras_adaptive.lr_finder import find_learning_rate
 from keras_adaptive.nadam import Nadam
 from keras_adaptive.optimizer import AdaptiveOptimizer
@@ -27,11 +28,13 @@ __all__ = [
     "Nadam",
     "RMSProp",
     "SGD",
+    "Sweep",
     "callbacks",
     "compare",
     "find_learning_rate",
     "pytorch",
     "get",
     "schedules",
+    "sweep",
     "testing",
 ]

@@ -20,13 +20,10 @@ functions here; pandas (`records`, `summary`) likewise.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import csv
 import json
 import math
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,9 +52,6 @@ from keras_adaptive.comparison_inputs import (
 from keras_adaptive.comparison_runs import run_worker, train
 
 OWN_TASK = "own model"  # the bundle's task: not one of the page's built-in tasks
-
-
-_TASKS_LOCK = threading.Lock()
 
 
 class Comparison:
@@ -90,53 +84,9 @@ class Comparison:
 
     def rows(self) -> list[list]:
         """Every record as the CSV writes it: one row per (run, step) and per (run, epoch)."""
-        from keras_adaptive_gui.engine import STATS
+        from keras_adaptive_gui.engine import record_rows
 
-        out = []
-        for s in self.series:
-            stats = [dict(zip(*s.stats[name])) for name in STATS]
-            name = self._optimizer_label(s)
-            for step, seconds, value in zip(s.steps, s.times, s.losses):
-                stat_values = [by_step.get(step, "") for by_step in stats]
-                out.append(
-                    [
-                        name,
-                        s.backend,
-                        s.optimizer,
-                        "step",
-                        step,
-                        "",
-                        seconds,
-                        value,
-                        *stat_values,
-                        "",
-                        "",
-                        "",
-                        "",
-                        s.seed,
-                    ]
-                )
-            for epoch, step, val_loss, val_acc in zip(s.epochs, s.epoch_steps, s.val_losses, s.val_accs):
-                blanks = [""] * len(STATS)
-                out.append(
-                    [
-                        name,
-                        s.backend,
-                        s.optimizer,
-                        "epoch",
-                        step,
-                        epoch,
-                        "",
-                        "",
-                        *blanks,
-                        "",
-                        "",
-                        val_loss,
-                        val_acc,
-                        s.seed,
-                    ]
-                )
-        return out
+        return [row for s in self.series for row in record_rows(s, self._optimizer_label(s), (s.seed,))]
 
     def _optimizer_label(self, s: Any) -> str:
         return self.config["optimizers"][s.optimizer % len(self.config["optimizers"])]["label"]
@@ -159,14 +109,9 @@ class Comparison:
     def to_csv(self, path: str) -> str:
         """Write every record (after one `#` line carrying the configuration as JSON), as the
         page's and the CLI's CSV; read it back with `pandas.read_csv(path, comment="#")`."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", newline="") as f:
-            f.write("# keras-adaptive run " + json.dumps(self.describe(), default=str) + "\n")
-            writer = csv.writer(f)
-            writer.writerow(self.columns)
-            for row in self.rows():
-                writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
-        return path
+        from keras_adaptive_gui.engine import write_records
+
+        return write_records(path, self.describe(), self.columns, self.rows())
 
     # --- summary ------------------------------------------------------------------------
 
@@ -251,45 +196,26 @@ class Comparison:
             json.dump(self.describe(), f, indent=1, default=str)
         return path
 
-    @contextlib.contextmanager
-    def _as_page_run(self):
-        """This comparison as the page's drawing code reads a run (`config.task` a key of
-        `tasks.TASKS`, `config.optimizers[i].key`, `series`, `run_id`): the own model is entered
-        in `tasks.TASKS` only while it is drawn (the page's task list never shows it)."""
+    def page_view(self) -> Any:
+        """This comparison as the page's drawing code reads a run: `config` an
+        `engine.RunConfig` (its task facts those of the own model, as a bundle of it reads
+        back), `series`, `run_id`. Colours follow the optimizer (the page's PNG colours by
+        series index): a seed's runs share their optimizer's colour."""
         from types import SimpleNamespace
 
-        from keras_adaptive_gui import tasks
+        from keras_adaptive_gui.engine import RunConfig
 
-        c = self.config
-        facts = tasks.Task(OWN_TASK, "classify", c["task_description"], classes=c.get("classes") or 0)
-        optimizers = [SimpleNamespace(key=o["key"], label=o["label"]) for o in self._page_config()["optimizers"]]
-        config = SimpleNamespace(
-            task=OWN_TASK, backends=c["backends"], optimizers=optimizers, task_facts=facts, kind=facts.kind
-        )
-        # Colours follow the optimizer (the page's PNG colours by series index): a seed's runs
-        # share their optimizer's colour. Copies, so the records keep their own index.
-        series = [copy.copy(s) for s in self.series]
+        series = [copy.copy(s) for s in self.series]  # copies: the records keep their own index
         for s in series:
-            s.optimizer %= len(c["optimizers"])
-        view = SimpleNamespace(config=config, series=series, run_id=self.run_id)
-        with _TASKS_LOCK:
-            previous = tasks.TASKS.get(OWN_TASK)
-            tasks.TASKS[OWN_TASK] = facts
-            try:
-                yield view
-            finally:
-                if previous is None:
-                    del tasks.TASKS[OWN_TASK]
-                else:
-                    tasks.TASKS[OWN_TASK] = previous
+            s.optimizer %= len(self.config["optimizers"])
+        return SimpleNamespace(config=RunConfig.from_json(self._page_config()), series=series, run_id=self.run_id)
 
     def plot(self, log_scale: bool = False, smoothing: float = 0.0, x_axis: str = "step") -> Any:
         """The page's interactive chart (training loss per step, validation loss and accuracy
         per epoch, the optimizer statistics): a plotly Figure, or its dict without plotly."""
         from keras_adaptive_gui import charts
 
-        with self._as_page_run() as view:
-            fig = charts.figure([charts.Shown(view)], charts.DisplayOptions(log_scale, smoothing, x_axis))
+        fig = charts.figure([charts.Shown(self.page_view())], charts.DisplayOptions(log_scale, smoothing, x_axis))
         try:
             import plotly.graph_objects as go
         except ImportError:
@@ -302,8 +228,7 @@ class Comparison:
 
         options = plots.DisplayOptions(log_scale, smoothing, x_axis)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with self._as_page_run() as view:
-            fig = plots.figure(view, options)
+        fig = plots.figure(self.page_view(), options)
         if not any(math.isfinite(v) for s in self.series for v in s.val_accs):
             _no_accuracy_panel(fig, self.config["metrics"])
         return plots.save_png(fig, path, footer=self.footer() + "\n" + options.describe())
@@ -401,6 +326,46 @@ def compare(
         compiled model or no model, data that does not fit the model, an unknown optimizer,
         a name that cannot be imported.
     """
+    return run_comparison(
+        build_model,
+        data,
+        optimizers,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        seeds=seeds,
+        backends=backends,
+        validation_data=validation_data,
+        target=target,
+        callbacks=callbacks,
+        loss=loss,
+        metrics=metrics,
+        template=template,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
+def run_comparison(
+    build_model: Callable[[], Any] | str,
+    data: Any,
+    optimizers: Any,
+    *,
+    epochs: int,
+    steps_per_epoch: int | None = None,
+    seeds: int | Sequence[int] = 1,
+    backends: Sequence[str] | None = None,
+    validation_data: Any = None,
+    target: float | dict | None = None,
+    callbacks: Sequence[Any] | None = None,
+    loss: Any = None,
+    metrics: Sequence[Any] | None = None,
+    template: Any = None,
+    batch_size: int | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    chance_rule: bool = True,
+) -> Comparison:
+    """`compare`'s work. `chance_rule=False` (a sweep, which applies its own): a classifier
+    that ends at chance is left as it ended, not marked blown up."""
     import keras
 
     if isinstance(build_model, str):
@@ -458,6 +423,7 @@ def compare(
     steps = batches_for(seed_list[0]).steps_per_epoch
     config = {
         "task": OWN_TASK,
+        "kind": "classify",  # what the page's charts draw: a model's loss, validation loss and accuracy
         "task_description": describe_model(weights_model, model_spec or function_name(build_model)),
         "model": model_spec or function_name(build_model),
         "data": data_name,
@@ -488,7 +454,7 @@ def compare(
         "loss": loss_job,
         "metrics": metrics_job,
         "target": config["target"],
-        "chance": 1.0 / classes if classes else None,
+        "chance": 1.0 / classes if classes and chance_rule else None,
         "model": model_spec,
     }
     per_seed = epochs * steps

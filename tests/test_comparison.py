@@ -16,7 +16,7 @@ import pytest
 
 import keras_adaptive as ka
 from keras_adaptive import comparison_inputs
-from keras_adaptive_gui import cli, engine
+from keras_adaptive_gui import charts, cli, engine, history
 
 FEATURES = 4
 
@@ -256,24 +256,55 @@ def test_cli_gives_the_same_records_as_compare(tmp_path, monkeypatch, backend):
     assert [r["target step"] for r in meta["summary"]] == [4, 4]  # (first epoch: 32 samples / 8)
 
 
+@keras.saving.register_keras_serializable(package="tests")
+class HalvedSGD(keras.optimizers.SGD):
+    """A person's own optimizer class, in no catalog of the page: SGD at half its rate."""
+
+    def __init__(self, learning_rate=0.02, halving=0.5, **kwargs):
+        super().__init__(learning_rate=learning_rate * halving, **kwargs)
+        self.halving = halving
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(halving=self.halving, learning_rate=config["learning_rate"] / self.halving)
+        return config
+
+
 def test_the_bundle_reads_back_as_the_page_reads_it(tmp_path):
     x, y = regression_data(32)
     comparison = ka.compare(
-        build_regressor, (x, y), ["adam"], epochs=2, batch_size=16, loss="mse", validation_data=(x, y)
+        build_regressor,
+        (x, y),
+        {"adam": "adam", "own": HalvedSGD()},
+        epochs=2,
+        batch_size=16,
+        loss="mse",
+        validation_data=(x, y),
     )
     path = comparison.save_bundle(str(tmp_path))
-    with pytest.raises(ValueError, match="own model"):  # the page's load_bundle knows built-in tasks only
-        engine.load_bundle(path)
-    with comparison._as_page_run():  # with the task known, the rest of the bundle is what it reads
-        loaded = engine.load_bundle(path)
+    loaded = engine.load_bundle(path)  # the page's reader: its task "own model" is not built in
     assert "own model" not in __import__("keras_adaptive_gui.tasks").tasks.TASKS
-    assert loaded.series[0].losses == pytest.approx(comparison.series[0].losses, rel=1e-12)
-    assert loaded.series[0].val_losses == pytest.approx(comparison.series[0].val_losses, rel=1e-12)
+    assert loaded.config.task_facts.description == comparison.config["task_description"]
+    for mine, read in zip(comparison.series, loaded.series):
+        assert read.losses == mine.losses and read.val_losses == mine.val_losses
+    # The own optimizer is described by its stored hyperparameters (the catalog does not know it).
+    stored = loaded.config.to_json()["optimizers"][1]["hyperparameters"]
+    assert stored["halving"] == 0.5 and stored["learning_rate"] == pytest.approx(0.02)
+    assert "own: HalvedSGD(" in engine.config_text(loaded)
+    page_figure = charts.figure([charts.Shown(loaded)], charts.DisplayOptions())
+    assert {"loss-0", "loss-1", "val-loss-1"} <= {trace.get("meta") for trace in page_figure["data"]}
     figure = comparison.plot()
     metas = {trace.meta for trace in figure.data}
     assert {"loss-0", "val-loss-0", "lr-0"} <= metas
     png = comparison.save_png(str(tmp_path / "run.png"))
     assert os.path.getsize(png) > 10_000
+    # A visitor of the page opens the bundle (its two files) and sees its runs.
+    store = history.Store(str(tmp_path / "results"))
+    visitor = history.new_visitor_id()
+    run_id = store.open(visitor, [os.path.join(path, f) for f in (engine.CONFIG_FILE, engine.RECORDS_FILE)])
+    opened = store.load(visitor, run_id)
+    assert [s.losses for s in opened.series] == [s.losses for s in comparison.series]
+    assert store.choices(visitor)[0][1] == run_id
 
 
 def test_callbacks_are_driven_and_can_stop_a_run():
