@@ -108,10 +108,10 @@ def _name_process(name: bytes) -> None:
         pass
 
 
-def run_when_given(backend: str, inbox: Any, queue: Any, stop: Any) -> None:
-    """A warm spare: import Keras and the optimizers now, then wait for one run's config on
-    `inbox` and run it (`run`); None, or the server gone, ends it. The engine keeps one spare
-    per backend in use, so a Train finds Keras already imported."""
+def become_worker(backend: str) -> None:
+    """Make this (spawned) process a worker of `backend`, before Keras is imported: its
+    backend, quiet TensorFlow logs, its threads (`limit_threads`), its name (idle: SPARE_NAME)
+    and a lower priority."""
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     limit_threads(backend)
@@ -120,18 +120,31 @@ def run_when_given(backend: str, inbox: Any, queue: Any, stop: Any) -> None:
         os.nice(WORKER_NICENESS)
     except OSError:
         pass
-    parent = os.getppid()
-    import queue as queue_module
 
-    failed = None
+
+def import_keras() -> dict | None:
+    """Import Keras and the optimizer catalog now, before any run is asked for (the point of a
+    warm worker); None, or the error message to tell the run that comes (the page shows it)."""
     try:
-        import keras  # noqa: F401 (the point: the import is done before the run is asked for)
+        import keras  # noqa: F401
 
         from keras_adaptive_gui import hyperparams
 
         hyperparams.catalog()
-    except BaseException as error:  # told to the run that comes (the page shows it), not lost
-        failed = {"type": "error", "message": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+    except BaseException as error:  # told to the run that comes, not lost
+        return {"type": "error", "message": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+    return None
+
+
+def run_when_given(backend: str, inbox: Any, queue: Any, stop: Any) -> None:
+    """A warm spare: import Keras and the optimizers now, then wait for one run's config on
+    `inbox` and run it (`run`); None, or the server gone, ends it. The engine keeps one spare
+    per backend in use, so a Train finds Keras already imported."""
+    become_worker(backend)
+    parent = os.getppid()
+    import queue as queue_module
+
+    failed = import_keras()
     while True:
         try:
             config = inbox.get(timeout=1.0)
@@ -148,22 +161,11 @@ def run_when_given(backend: str, inbox: Any, queue: Any, stop: Any) -> None:
     run(config, queue, stop)
 
 
-def _quiet_start(backend: str) -> None:
-    os.environ["KERAS_BACKEND"] = backend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def serve(backend: str, inbox: Any, outbox: Any, stop: Any) -> None:
     """A persistent warm worker: import Keras once, then run job after job from `inbox` (see
     the module's docstring) until None or the server is gone. `stop` (an Event) asks the job
     in progress to stop; the parent clears it before the next job."""
-    _quiet_start(backend)
-    limit_threads(backend)
-    _name_process(SPARE_NAME)
-    try:
-        os.nice(WORKER_NICENESS)
-    except OSError:
-        pass
+    become_worker(backend)
     serve_jobs(inbox, outbox, stop, rename=True)
 
 
@@ -173,15 +175,7 @@ def serve_jobs(inbox: Any, outbox: Any, stop: Any, rename: bool = False) -> None
     parent = os.getppid()
     import queue as queue_module
 
-    failed = None
-    try:
-        import keras  # noqa: F401 (imported once, before the first job)
-
-        from keras_adaptive_gui import hyperparams
-
-        hyperparams.catalog()
-    except BaseException as error:
-        failed = {"type": "error", "message": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+    failed = import_keras()  # imported once, before the first job
     cache = RunCache()
     while True:
         try:
@@ -284,7 +278,7 @@ class _Trainer:
         self.rows: list[dict] = []
         self.stats: list[dict] = []
         self.monitors: list = []
-        self.last_flush = time.perf_counter()
+        self.last_flush = -math.inf  # the first steps go out at once: the page's first curve waits for them
 
     def flush(self, force: bool = False) -> None:
         now = time.perf_counter()

@@ -217,10 +217,12 @@ class Sweep:
             f"steps, batch size {c['batch_size']} · loss {c['loss_name']} · seeds {', '.join(map(str, c['seeds']))} "
             f"· backends {', '.join(c['backends'])} · target {aim}"
         ]
-        for o in self.describe()["config"]["optimizers"]:
-            values = ", ".join(f"{k}={_short(v)}" for k, v in o["hyperparameters"].items() if k != "name")
-            grid = ", ".join(f"{lr:.3g}" for lr in o["learning_rates"])
-            lines.append(f"{o['name']}: {o['key']}({values}); learning rates {grid}")
+        for choice, name, grid in zip(self.choices, self.names, self.grids):
+            # What differs from the class's defaults (every hyperparameter is in sweep.json and sweep.csv).
+            changed = {k: v for k, v in changed_hyperparameters(choice.config).items() if k != "learning_rate"}
+            values = ", ".join(f"{k}={_short(v)}" for k, v in changed.items())
+            rates = ", ".join(f"{lr:.3g}" for lr in grid)
+            lines.append(f"{name}: {choice.key}({values or 'defaults'}); learning rates {rates}")
         lines.append(", ".join(f"{k} {v}" for k, v in engine.versions().items()))
         return "\n".join(lines)
 
