@@ -228,3 +228,25 @@ def test_command_line_sweep_on_own_code_writes_its_files(tmp_path, monkeypatch, 
     (row,) = rows[(rows.optimizer == "adam") & (rows.learning_rate == 0.1) & (rows.seed == 2)].itertuples()
     assert row.final_loss == single.series[0].losses[-1]
     assert row.best_val_loss == min(single.series[0].val_losses)
+
+
+@pytest.mark.backends("jax")
+def test_a_sweep_on_another_backend_trains_in_a_worker(small_sweep):
+    """backends=[...]: the runs train in a worker process (here PyTorch's), from the weights
+    made here: the same losses as this process's JAX runs up to float32 rounding."""
+    result, data, validation = small_sweep
+    other = ka.sweep(
+        "tests.test_comparison_sweep:build_regressor",
+        data,
+        [("sgd", {"momentum": 0.9})],
+        learning_rates=[0.1],
+        seeds=[3],
+        backends=["torch"],
+        validation_data=validation,
+        **SETTINGS,
+    )
+    (row,) = other.rows
+    (here,) = [r for r in result.rows if r["optimizer"] == "sgd" and r["learning_rate"] == 0.1 and r["seed"] == 3]
+    assert row["backend"] == "torch" and row["status"] == "finished"
+    assert row["final_loss"] == pytest.approx(here["final_loss"], rel=1e-4)
+    assert row["best_val_loss"] == pytest.approx(here["best_val_loss"], rel=1e-4)
