@@ -243,17 +243,21 @@ def panel() -> RangeTestPanel:
 
 def wire(
     settings: Any, p: RangeTestPanel, sessions: Any, catalog: dict, mnist_path: str | None, limits: engine.Limits
-) -> None:
+) -> list:
+    """Each slot's Find LR button; returns their click events (the page marks its chart stale after)."""
     s = settings
+    events = []
     for i, (name, widgets, _more) in enumerate(s.slots):
         inputs = [s.task, s.cell, s.seq_len, s.batch_size, s.seed, s.backend, name, *widgets.values()]
-        s.find_lr[i].click(
+        event = s.find_lr[i].click(
             _finder(i, inputs, list(widgets), sessions, catalog, mnist_path, limits),
             set(inputs),
             [p.status, p.plot, widgets["learning_rate"]],
             api_name=f"find_lr_{i + 1}",
             concurrency_limit=16,
         )
+        events.append(event)
+    return events
 
 
 def _finder(

@@ -44,6 +44,7 @@ SUMMARY_COLUMNS = [
 CSS = """
 #status { min-height: 2.5em; }
 .slot-name input { font-weight: 600; }
+.find-lr { align-self: center; }
 #summary { overflow-x: auto; }
 """
 
@@ -309,6 +310,8 @@ class RunSettings:
     preset: Any
     slots: list  # per slot: (name dropdown, {param: widget}, accordion)
     find_lr: list = field(default_factory=list)  # per slot: its Find LR button
+    # Events that change the settings without a person typing in them (their .then marks the chart stale).
+    changed_by_page: list = field(default_factory=list)
 
     def inputs(self) -> list:
         return [
@@ -378,10 +381,10 @@ def build(
                 range_tests = lr_find_page.panel()
                 sweeps = sweep_page.panel(limits)
                 panel = _history_panel(store)
-        _wire_settings(settings, area, catalog)
+        _wire_settings(settings, area, catalog, sessions)
+        settings.changed_by_page += lr_find_page.wire(settings, range_tests, sessions, catalog, mnist_path, limits)
         _wire_training(demo, settings, area, panel, sessions, store, catalog, mnist_path, limits)
-        _wire_history(demo, settings, area, panel, sessions, store)
-        lr_find_page.wire(settings, range_tests, sessions, catalog, mnist_path, limits)
+        _wire_history(demo, settings, area, panel, sessions, store, catalog, mnist_path, limits)
         sweep_page.wire(
             settings,
             sweeps,
@@ -473,7 +476,16 @@ def _optimizer_slots(catalog: dict) -> tuple[list, list]:
                     scale=3,
                 )
                 widgets = {"learning_rate": _widget("learning_rate", entry, i)}
-                buttons.append(gr.Button("Find LR", size="sm", elem_id=f"opt{i + 1}-find-lr", scale=0, min_width=80))
+                buttons.append(
+                    gr.Button(
+                        "Find LR",
+                        size="sm",
+                        elem_id=f"opt{i + 1}-find-lr",
+                        elem_classes="find-lr",
+                        scale=0,
+                        min_width=80,
+                    )
+                )
             with gr.Accordion("more hyperparameters", open=False, visible=entry is not None) as more:
                 for p in param_names:
                     if p != "learning_rate":
@@ -538,10 +550,14 @@ def _history_panel(store: history.Store) -> HistoryPanel:
 # --- wiring ---------------------------------------------------------------------------
 
 
-def _wire_settings(settings: RunSettings, area: ChartArea, catalog: dict) -> None:
+def _wire_settings(settings: RunSettings, area: ChartArea, catalog: dict, sessions: Sessions) -> None:
     s = settings
 
-    def on_task(name: str):
+    def on_task(name: str, request: gr.Request):
+        session = sessions.get(request)
+        if session.comparison is not None and not session.comparison.running:
+            session.comparison = None  # the chart is cleared: no run is shown (a running one goes on drawing)
+            session.overlays = []
         facts = tasks.TASKS.get(name, tasks.TASKS["mnist-mlp"])
         model = not facts.is_2d
         cleared = charts.plot_data(charts.empty(f"Task {name}: press Train to run it."))
@@ -639,7 +655,9 @@ def _wire_settings(settings: RunSettings, area: ChartArea, catalog: dict) -> Non
         steps_update = gr.update(value=500) if preset_task else gr.skip()
         return [*updates, task_update, steps_update]
 
-    s.preset.input(on_preset, s.preset, [*slot_outputs, s.task, s.steps_2d], api_visibility="private")
+    s.changed_by_page.append(
+        s.preset.input(on_preset, s.preset, [*slot_outputs, s.task, s.steps_2d], api_visibility="private")
+    )
 
 
 def _chosen_optimizers(slot_values: list, catalog: dict) -> list:
@@ -699,6 +717,81 @@ def _figure(session: Session, store: history.Store, visitor: str, note: str = ""
         "filename": f"keras-adaptive-{main.config.task}-{main.run_id}.png",
     }
     return charts.plot_data(fig)
+
+
+def left_config(values: dict, settings: RunSettings, catalog: dict, mnist_path: str | None, limits: engine.Limits):
+    """The run the settings on the left would start (as Train makes it), or None if they are not valid."""
+    s = settings
+    task, cell, seq, epochs, steps, batch, steps_2d, seed, backend, all_backends = [values[c] for c in s.inputs()]
+    chosen = _chosen_optimizers([values[c] for c in s.slot_inputs()], catalog)
+    backends = list(engine.BACKENDS) if all_backends else [backend]
+    if all_backends:
+        chosen = chosen[:1]
+    try:
+        return engine.check_config(
+            task,
+            chosen,
+            backends,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            batch_size=batch,
+            steps_2d=steps_2d,
+            seed=seed,
+            cell=cell,
+            seq_len=seq,
+            mnist_path=mnist_path,
+            limits=limits,
+        )
+    except ValueError:
+        return None
+
+
+SETTING_NAMES = {
+    "task": "task",
+    "backends": "backend",
+    "epochs": "epochs",
+    "steps_per_epoch": "steps per epoch",
+    "batch_size": "batch size",
+    "steps": "steps",
+    "seed": "seed",
+    "cell": "cell",
+    "seq_len": "sequence length",
+}
+
+
+def differences(shown: engine.RunConfig, left: engine.RunConfig | None) -> list[str]:
+    """What differs between the run on the chart and the one the settings on the left would start."""
+    if left is None:
+        return ["the settings on the left are not valid"]
+    a, b = shown.to_json(), left.to_json()
+    # A setting one of the two tasks does not have (epochs on a 2-D function) is not listed: "task" says it.
+    found = [
+        name
+        for key, name in SETTING_NAMES.items()
+        if a.get(key) != b.get(key) and (key == "task" or None not in (a.get(key), b.get(key)))
+    ]
+    if [(o["key"], o["hyperparameters"]) for o in a["optimizers"]] != [
+        (o["key"], o["hyperparameters"]) for o in b["optimizers"]
+    ]:
+        found.append("optimizers")
+    return found
+
+
+def stale_text(comparison: engine.Comparison | None, left: engine.RunConfig | None) -> str:
+    """The warning above the chart when the run it shows is not what the settings on the left say
+    (changed since, a run opened from the history, a learning rate filled in): which run it is and
+    what differs. Empty when they agree."""
+    if comparison is None:
+        return ""
+    found = differences(comparison.config, left)
+    if not found:
+        return ""
+    what = engine.config_text(comparison).splitlines()[0].split(" · ", 1)[-1]
+    labels = ", ".join(o.label for o in comparison.config.optimizers)
+    return (
+        f"⚠ The chart shows run {comparison.run_id} ({what}; {labels}), made with other settings than those on "
+        f"the left ({', '.join(found)} differ{'s' if len(found) == 1 else ''}): press **Train** to run these."
+    )
 
 
 def _title(comparison: engine.Comparison) -> str:
@@ -816,7 +909,13 @@ def _wire_training(
                     gr.skip(),
                     gr.Timer(active=False),
                 )
-            chart = time.monotonic() - session.drawn_at >= CHART_SECONDS and comparison.version != session.drawn_version
+            # No chart before the first steps (Train's own frame says it is starting): a frame drawn
+            # then would hold back the first curve by CHART_SECONDS.
+            chart = (
+                any(series.steps for series in comparison.series)
+                and time.monotonic() - session.drawn_at >= CHART_SECONDS
+                and comparison.version != session.drawn_version
+            )
             if chart:
                 session.drawn_at, session.drawn_version = time.monotonic(), comparison.version
             return (
@@ -840,18 +939,20 @@ def _wire_training(
         show_progress="hidden",
     )
 
-    def settings_changed(request: gr.Request):
+    left_inputs = {*s.inputs(), *s.slot_inputs(), panel.visitor}
+
+    def settings_changed(values: dict, request: gr.Request):
         session = sessions.get(request)
-        if session.comparison is None:
-            return gr.skip()
-        return (
-            f"⚠ The chart shows run {session.comparison.run_id}, made with other settings (its title and PNG "
-            "say which): press **Train** to run these."
-        )
+        runs, _ = _shown(session, store, values[panel.visitor])
+        shown = runs[0].comparison if runs else None
+        return stale_text(shown, left_config(values, s, catalog, mnist_path, limits))
 
     for widget in [*s.inputs(), *s.slot_inputs()]:
         if widget is not s.task:  # a new task clears the chart instead
-            widget.input(settings_changed, None, area.stale, api_visibility="private", concurrency_limit=None)
+            widget.input(settings_changed, left_inputs, area.stale, api_visibility="private", concurrency_limit=None)
+    # Settings the page changed itself: a preset's optimizers, a learning rate Find LR filled in.
+    for event in s.changed_by_page:
+        event.then(settings_changed, left_inputs, area.stale, api_visibility="private", concurrency_limit=None)
 
     def stop(request: gr.Request) -> str:
         """Ends the session's run: the workers stop where they are; the page's next frame says
@@ -917,8 +1018,23 @@ def _runs_update(store: history.Store, visitor: str, session: Session) -> Any:
 
 
 def _wire_history(
-    demo, settings: RunSettings, area: ChartArea, panel: HistoryPanel, sessions: Sessions, store: history.Store
+    demo,
+    settings: RunSettings,
+    area: ChartArea,
+    panel: HistoryPanel,
+    sessions: Sessions,
+    store: history.Store,
+    catalog: dict,
+    mnist_path: str | None,
+    limits: engine.Limits,
 ) -> None:
+    left_inputs = {*settings.inputs(), *settings.slot_inputs(), panel.visitor}
+
+    def stale(session: Session, values: dict) -> str:
+        runs, _ = _shown(session, store, values[panel.visitor])
+        shown = runs[0].comparison if runs else None
+        return stale_text(shown, left_config(values, settings, catalog, mnist_path, limits))
+
     def on_load(visitor: str, backend: str, request: gr.Request):
         engine.warm(backend)  # a worker with Keras imported, ready for the first Train
         visitor = visitor if history.is_visitor_id(visitor) else history.new_visitor_id()
@@ -927,14 +1043,17 @@ def _wire_history(
     demo.load(on_load, [panel.visitor, settings.backend], [panel.visitor, panel.runs], api_visibility="private")
     settings.backend.change(engine.warm, settings.backend, None, api_visibility="private")
 
-    def on_overlay(ticked: list, visitor: str, request: gr.Request):
+    def on_overlay(values: dict, request: gr.Request):
         session = sessions.get(request)
-        session.overlays = [r for r in (ticked or []) if engine.is_run_id(r)]
+        visitor = values[panel.visitor]
+        session.overlays = [r for r in (values[panel.runs] or []) if engine.is_run_id(r)]
         figure = _figure(session, store, visitor)
         _, note = _shown(session, store, visitor)
-        return figure, note
+        return figure, note, stale(session, values)
 
-    panel.runs.input(on_overlay, [panel.runs, panel.visitor], [area.plot, panel.note], api_visibility="private")
+    panel.runs.input(
+        on_overlay, {panel.runs, *left_inputs}, [area.plot, panel.note, area.stale], api_visibility="private"
+    )
 
     def on_delete(ticked: list, visitor: str, request: gr.Request):
         session = sessions.get(request)
@@ -949,14 +1068,15 @@ def _wire_history(
         on_delete, [panel.runs, panel.visitor], [panel.runs, area.plot, panel.note], api_visibility="private"
     )
 
-    def on_bundle(paths: list, visitor: str, request: gr.Request):
+    def on_bundle(values: dict, request: gr.Request):
         session = sessions.get(request)
+        paths, visitor = values[panel.bundle], values[panel.visitor]
         if not paths:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
             run_id = store.open(visitor, paths)
         except ValueError as error:
-            return gr.skip(), gr.skip(), f"⚠ {error}", gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), f"⚠ {error}", gr.skip(), gr.skip(), gr.skip()
         session.overlays = [run_id] if session.comparison is None else session.overlays + [run_id]
         earlier = store.load(visitor, run_id)
         current = session.comparison
@@ -976,12 +1096,13 @@ def _wire_history(
             f"Opened run {run_id} ({earlier.config.task}).",
             summary_rows(shown),
             status,
+            stale(session, values),
         )
 
     panel.bundle.upload(
         on_bundle,
-        [panel.bundle, panel.visitor],
-        [panel.runs, area.plot, panel.note, area.summary, area.status],
+        {panel.bundle, *left_inputs},
+        [panel.runs, area.plot, panel.note, area.summary, area.status, area.stale],
         api_visibility="private",
     )
 
