@@ -183,8 +183,9 @@ def _train_until(p, condition: str) -> float:
 
 
 def first_curve(args) -> None:
-    """Per backend: Train right after choosing it (its spare may still be importing Keras: the
-    first Train of a visit), then Train again after `--idle` seconds (a warm spare). With
+    """Per backend: Train right after choosing it (the worker the page started for it may still be
+    importing Keras: the first Train of a visit), then the same Train again after `--idle` seconds
+    (a warm persistent worker that kept its built and compiled models). With
     KERAS_ADAPTIVE_WARM_WORKERS=0 every Train starts a fresh process (cold)."""
     from playwright.sync_api import sync_playwright
 
