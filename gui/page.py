@@ -44,7 +44,6 @@ SUMMARY_COLUMNS = [
 CSS = """
 #status { min-height: 2.5em; }
 .slot-name input { font-weight: 600; }
-.find-lr { align-self: center; }
 #summary { overflow-x: auto; }
 """
 
@@ -481,7 +480,6 @@ def _optimizer_slots(catalog: dict) -> tuple[list, list]:
                         "Find LR",
                         size="sm",
                         elem_id=f"opt{i + 1}-find-lr",
-                        elem_classes="find-lr",
                         scale=0,
                         min_width=80,
                     )
