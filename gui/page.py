@@ -788,7 +788,7 @@ def stale_text(comparison: engine.Comparison | None, left: engine.RunConfig | No
     labels = ", ".join(o.label for o in comparison.config.optimizers)
     return (
         f"⚠ The chart shows run {comparison.run_id} ({what}; {labels}), made with other settings than those on "
-        f"the left ({', '.join(found)} differ{'s' if len(found) == 1 else ''}): press **Train** to run these."
+        f"the left (not the same: {', '.join(found)}): press **Train** to run these."
     )
 
 

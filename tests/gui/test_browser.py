@@ -275,7 +275,7 @@ def test_2d_paths_over_the_contours_a_blown_up_run_and_the_run_history(gui_serve
     stale = page.inner_text("#stale")
     assert re.search(r"The chart shows run \d{8}-\d{6}-[0-9a-f]{6} \(task rosenbrock", stale), stale
     assert "adam (learning_rate=0.05)" in stale and "10 steps" in stale, stale
-    differ = re.search(r"\(([a-z ,]+) differ\)", stale).group(1).split(", ")
+    differ = re.search(r"\(not the same: ([a-z ,]+)\)", stale).group(1).split(", ")
     assert {"task", "steps", "optimizers"} <= set(differ) and "seed" not in differ, stale
     page.screenshot(path=os.path.join(screenshot_dir, "history.png"), full_page=True)
     # Another browser sees none of these runs.

@@ -50,6 +50,11 @@ def test_find_lr_fills_in_the_suggestion_of_the_range_test(gui_server, browser, 
     assert "Batch size must be between 1 and 512" in _wait_status(page, "Cannot start the range test", 20)
     ui.set_number(page, "batch-size", 64)
     ui.set_text(page, "opt1-learning_rate", "0.5")  # what the test replaces
+    ui.set_number(page, "epochs", 1)
+    ui.set_number(page, "steps-per-epoch", 5)
+    page.click("#train")  # a run on the chart, to see it marked as made with the learning rate replaced
+    ui.wait_status(page, r"Finished")
+    assert page.inner_text("#stale").strip() == ""
 
     page.click("#opt1-find-lr")
     text = _wait_status(page, r"filled in")
@@ -81,6 +86,12 @@ def test_find_lr_fills_in_the_suggestion_of_the_range_test(gui_server, browser, 
     (marked,) = traces["lrf-valley"]["x"]
     assert f"{marked:.6g}" == suggested and "(filled in)" in traces["lrf-valley"]["name"]
     assert lrs.min() <= float(suggested) <= lrs.max()
+    # The chart's run had learning rate 0.5: the page says the settings on the left are no longer its.
+    deadline = time.monotonic() + 10
+    while "(not the same: optimizers)" not in (stale := page.inner_text("#stale")):
+        assert time.monotonic() < deadline, f"the chart is not marked as from other settings: {stale!r}"
+        time.sleep(0.1)
+    assert "adam (learning_rate=0.5)" in stale
     at = int(np.searchsorted(lrs, float(suggested)))
     assert smoothed[at] < smoothed[0], "the suggestion should be where the smoothed loss has come down"
     shot = os.path.join(screenshot_dir, "lr-find.png")
