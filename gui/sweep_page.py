@@ -98,7 +98,14 @@ def panel(limits: engine.Limits) -> SweepPanel:
             show_label=False,
             label="best learning-rate curves",
         )
-        table = gr.Dataframe(value=[], label="Per optimizer", interactive=False, elem_id="sweep-table", wrap=True)
+        table = gr.Dataframe(  # headers until the first runs are in (then table_rows's own)
+            headers=TABLE_HEADERS,
+            value=[],
+            label="Per optimizer",
+            interactive=False,
+            elem_id="sweep-table",
+            wrap=True,
+        )
         csv = gr.DownloadButton("Download sweep.csv", interactive=False, elem_id="sweep-csv")
     return SweepPanel(mode, grid, seeds, target, start, stop, status, sensitivity, curves, table, csv, timer)
 
@@ -128,12 +135,25 @@ def status_text(the_sweep: sweep.Sweep) -> str:
     return "\n\n".join(lines)
 
 
+# The table's headers until the first runs are in (then sweep.table_rows's own, which name the metric)
+TABLE_HEADERS = [
+    "optimizer",
+    "backend",
+    "best learning rate",
+    "metric (median)",
+    "spread (min–max)",
+    "no blow-up at",
+    "steps to target",
+    "seconds to target",
+]
+
+
 def _table(points: list, c: sweep.SweepConfig) -> Any:
     import pandas as pd
 
     rows = sweep.table_rows(points, c.task_facts.kind, c.target, c.target_metric)
     if not rows:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=TABLE_HEADERS)
     return pd.DataFrame([{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
 
 
