@@ -276,6 +276,30 @@ def check_config(
     return config
 
 
+def follow(job: Any, interval: float, pause: float) -> Iterator[Any]:
+    """Drive `job` (a Comparison or a sweep.Sweep: `start`, `started_at`, `running`, `poll`,
+    `version`, `stop`) from start to end: yield it whenever something new came in, at most
+    every `interval` seconds, and once more when it has ended; between polls sleep `pause`.
+    Closing the generator early (a closed page, Ctrl-C) stops the job."""
+    if job.started_at is None:
+        job.start()
+    try:
+        shown, last = -1, 0.0
+        while job.running:
+            job.poll()
+            now = time.monotonic()
+            if job.version != shown and now - last >= interval and job.running:
+                shown, last = job.version, now
+                yield job
+            else:
+                time.sleep(pause)
+        job.poll()
+        yield job
+    finally:
+        if job.running:
+            job.stop()
+
+
 _spawn_lock = threading.Lock()
 
 
@@ -633,23 +657,7 @@ class Comparison:
         """Start the comparison (unless started), then yield it whenever something new came in
         (at most every `interval` seconds) and once more when it has ended. Closing the
         generator early (a closed page, Ctrl-C) stops the workers."""
-        if self.started_at is None:
-            self.start()
-        try:
-            shown, last = -1, 0.0
-            while self.running:
-                self.poll()
-                now = time.monotonic()
-                if self.version != shown and now - last >= interval and self.running:
-                    shown, last = self.version, now
-                    yield self
-                else:
-                    time.sleep(0.02)
-            self.poll()
-            yield self
-        finally:
-            if self.running:
-                self.stop()
+        return follow(self, interval, pause=0.02)
 
     @property
     def running(self) -> bool:

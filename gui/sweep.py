@@ -444,23 +444,7 @@ class Sweep:
     def run(self, interval: float = 0.2) -> Iterator[Sweep]:
         """Start (unless started), yield whenever something new came in (at most every
         `interval` s) and once at the end. Closing the generator early stops the sweep."""
-        if self.started_at is None:
-            self.start()
-        try:
-            shown, last = -1, 0.0
-            while self.running:
-                self.poll()
-                now = time.monotonic()
-                if self.version != shown and now - last >= interval and self.running:
-                    shown, last = self.version, now
-                    yield self
-                else:
-                    time.sleep(0.01)
-            self.poll()
-            yield self
-        finally:
-            if self.running:
-                self.stop()
+        return engine.follow(self, interval, pause=0.01)
 
     def poll(self, max_messages: int = 10000) -> None:
         with self.lock:
