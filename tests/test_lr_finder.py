@@ -215,7 +215,15 @@ def test_page_job_runs_the_range_test_on_a_built_in_task():
         min_lr=1e-5,
         max_lr=1.0,
     )
-    assert sent == [message] and message["type"] == "lr_find" and message["task"] == "mnist-mlp"
+    # Progress messages come first (a few a second), each a step the run had reached; the result last.
+    progress, final = sent[:-1], sent[-1]
+    assert final == message and message["type"] == "lr_find" and message["task"] == "mnist-mlp"
+    assert all(m["type"] == "progress" and m["steps"] == 40 for m in progress)
+    for m in progress:
+        assert 1 <= m["step"] <= 40
+        assert m["learning_rate"] == pytest.approx(message["learning_rates"][m["step"] - 1])
+        assert m["loss"] == pytest.approx(message["losses"][m["step"] - 1])
+    assert [m["step"] for m in progress] == sorted({m["step"] for m in progress})
     assert len(message["learning_rates"]) == len(message["losses"]) == len(message["smoothed_losses"]) == 40
     assert set(message["suggestions"]) == {"valley", "steepest", "minimum/10"}
     assert 1e-5 <= message["suggestion"] <= 1.0
@@ -257,9 +265,11 @@ def test_page_job_through_a_warm_worker():
         messages = []
         while not messages or messages[-1]["type"] not in ("result", "error"):
             messages.append(outbox.get(timeout=300))
-        assert [m["type"] for m in messages] == ["lr_find", "result"], messages[-1]
+        types = [m["type"] for m in messages]
+        assert set(types[:-2]) <= {"progress"} and types[-2:] == ["lr_find", "result"], messages[-1]
         assert all(m["job"] == 7 for m in messages)
-        assert len(messages[0]["losses"]) == 20 and messages[1]["value"]["suggestion"] == messages[0]["suggestion"]
+        found, result = messages[-2], messages[-1]
+        assert len(found["losses"]) == 20 and result["value"]["suggestion"] == found["suggestion"]
     finally:
         inbox.put(None)
         process.join(timeout=30)
