@@ -33,6 +33,7 @@ def train(weights, optimizer, x, y, steps: int, batch_size: int, seed: int) -> f
     losses = []
     for _ in range(steps):
         batch = rng.integers(0, len(x), batch_size)
+        model.reset_metrics()  # this batch's loss, not the running mean (Keras 3.10 keeps it across calls)
         losses.append(float(model.train_on_batch(x[batch], y[batch])))
     return float(np.mean(losses[-50:]))
 

@@ -462,6 +462,8 @@ class _Trainer:
         return stopped
 
     def train_model_steps(self, kind: str) -> bool:
+        from keras_adaptive import _compat
+
         alive = [True] * len(self.models)
         own_time = [0.0] * len(self.models)
         step = 0
@@ -475,7 +477,7 @@ class _Trainer:
                     if self.monitors[i] is not None:
                         self.monitors[i].on_train_batch_begin(batch)
                     t0 = time.perf_counter()
-                    loss = float(np.asarray(model.train_on_batch(x, y)).reshape(-1)[0])
+                    loss = float(np.asarray(_compat.train_on_batch(model, x, y)["loss"]).reshape(-1)[0])
                     own_time[i] += time.perf_counter() - t0
                     self.rows.append({"series": i, "step": step, "time": own_time[i], "loss": loss})
                     if not math.isfinite(loss):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_adaptive import user_code
+from keras_adaptive import _compat, user_code
 from keras_adaptive.batches import Batches
 from keras_adaptive.comparison_inputs import Target, check_model, fresh_metric, rebuilt
 
@@ -150,7 +150,7 @@ def _step(run: _Run, batch: int, step: int, x: Any, y: Any, target: Target | Non
     if run.hooks is not None:
         run.hooks.on_train_batch_begin(batch)
     t0 = time.perf_counter()
-    logs = run.model.train_on_batch(x, y, return_dict=True)
+    logs = _compat.train_on_batch(run.model, x, y)
     value = float(np.asarray(logs["loss"]).reshape(-1)[0])
     seconds = time.perf_counter() - t0
     # A step the monitor records runs its measured training function (compiled at its first

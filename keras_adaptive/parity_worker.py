@@ -233,6 +233,7 @@ def train(job: dict) -> dict:
         )
     if job["prepare"]:
         _prepare(job, model)
+    from keras_adaptive import _compat
     from keras_adaptive.parity import load_batches
 
     with np.load(job["inputs"], allow_pickle=False) as f:
@@ -250,7 +251,7 @@ def train(job: dict) -> dict:
     for i in range(job["steps"]):
         x, y = batches[i % len(batches)]
         try:
-            value = model.train_on_batch(x, y)
+            value = _compat.train_on_batch(model, x, y)["loss"]
         except Exception as error:
             if i == 0:
                 raise ArgumentError(

@@ -57,6 +57,7 @@ def plain_loop(optimizer, batches, epochs: int, x_val, y_val, seed: int = 0):
     losses, val = [], []
     for _ in range(epochs):
         for bx, by in batches:
+            model.reset_metrics()  # Keras 3.10's train_on_batch returns the running mean otherwise
             losses.append(float(np.asarray(model.train_on_batch(bx, by))))
         val.append(float(np.mean((np.asarray(model.predict_on_batch(x_val)) - y_val) ** 2)))
     return np.array(losses), np.array(val)
