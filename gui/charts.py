@@ -635,6 +635,16 @@ def _ordered(present: list, order: list | None) -> list:
     return [(k, (order + extra).index(k)) for k in order + extra if k in present]
 
 
+def _titled(title: str, explained: str) -> dict:
+    """A figure's title, left, with a line of smaller text under it saying how to read it."""
+    return {
+        "text": f"{title}<br><span style='font-size:11px'>{explained}</span>",
+        "x": 0.01,
+        "xanchor": "left",
+        "font": {"size": 14},
+    }
+
+
 def sensitivity(points: list, kind: str, title: str = "", revision: str = "", order: list | None = None) -> dict:
     """The sensitivity plot: final training loss and the validation metric (`sweep.metric_of`)
     against the learning rate (log axes), per optimizer the median over seeds and its min-max
@@ -726,12 +736,7 @@ def sensitivity(points: list, kind: str, title: str = "", revision: str = "", or
                 )
     layout["annotations"] = annotations
     explained = "median over seeds, band min–max; ✖ at the top: seeds blown up (n/k)"
-    layout["title"] = {
-        "text": f"{title}<br><span style='font-size:11px'>{explained}</span>",
-        "x": 0.01,
-        "xanchor": "left",
-        "font": {"size": 14},
-    }
+    layout["title"] = _titled(title, explained)
     layout["uirevision"] = revision or title
     _log_ticks(data, layout)
     return {"data": data, "layout": layout}
@@ -855,11 +860,6 @@ def range_test(result: dict, title: str = "", revision: str = "") -> dict:
         pad = 0.08 * (high - low or abs(high) or 1.0)
         layout["yaxis"]["range"] = [low - pad, high + 3 * pad]
     explained = "each batch trains at a larger learning rate; markers: each rule's suggestion"
-    layout["title"] = {
-        "text": f"{title}<br><span style='font-size:11px'>{explained}</span>",
-        "x": 0.01,
-        "xanchor": "left",
-        "font": {"size": 14},
-    }
+    layout["title"] = _titled(title, explained)
     layout["uirevision"] = revision or title
     return {"data": data, "layout": layout}
