@@ -6,9 +6,11 @@
 
 The page is served in this process (`page.build`, as `keras-adaptive-gui` serves it) and
 driven by headless Chromium. Lag: every 0.1 s the benchmark reads the step the status shows
-in the browser; the engine logs when each worker message was sent (time.time()) and the
+in the browser, and the step the chart's least advanced loss curve has reached (its last
+point, as the browser holds it); the engine logs when each worker message was sent (time.time()) and the
 furthest step in it, so the worker's own step at that moment is known. Lag in steps is the
-worker's step (its last message sent by then) minus the shown step; lag in seconds is how
+worker's step (its last message sent by then) minus the shown step (status and chart each);
+lag in seconds is how
 long the worker has been ahead of the display: now minus when it sent the first step past
 the one shown (0 while it has sent nothing newer). A worker sends what it did every 0.15 s
 (`worker.FLUSH_SECONDS`), which comes on top. Same machine, same clock.
@@ -45,7 +47,7 @@ def _serve(results: str):
         port = s.getsockname()[1]
     demo = page.build(sample_path(), "MNIST sample", limits=engine.Limits(max_workers=8), results_dir=results)
     demo.queue(default_concurrency_limit=16)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, css=page.CSS)
+    page.launch(demo, block=False, server_name="127.0.0.1", server_port=port)
     return f"http://127.0.0.1:{port}/", comparisons, demo
 
 
@@ -86,9 +88,52 @@ def total_steps(p) -> int:
     return int(next(g for g in m.groups() if g)) if m else 0
 
 
-def _shown_step(p) -> int | None:
-    m = re.search(r"step (\d+) of", p.inner_text("#status"))
-    return int(m.group(1)) if m else None
+_SHOWN = """() => { const m = document.querySelector('#status').innerText.match(/step (\\d+) of/);
+    const gd = document.querySelector('#plot .js-plotly-plot');
+    const heads = (gd && gd.data ? gd.data : []).filter(t => /^loss-\\d+$/.test(t.meta || '') && t.x && t.x.length)
+        .map(t => t.x[t.x.length - 1]);
+    return [m ? Number(m[1]) : null, heads.length ? Math.min(...heads) : null]; }"""
+
+
+def _shown_steps(p) -> tuple:
+    """(the step the status shows, the step the chart's least advanced loss curve has reached)."""
+    return tuple(p.evaluate(_SHOWN))
+
+
+def _lags(samples: list, log: list, end: float) -> tuple[list, list, list]:
+    """On a grid of 0.1 s from the first shown step to `end`: what the page showed then is
+    the last sample before (a page too busy to answer the benchmark shows nothing newer
+    either: that time counts as lag). Lag in steps: the worker's step (its last message by
+    then) minus the shown one; in seconds: how long the worker has been ahead of the display,
+    since it sent the first step past the shown one (0 if it has sent nothing newer, e.g.
+    while it evaluates an epoch)."""
+    walls, steps = [w for w, _ in log], [s for _, s in log]
+    times = [t for t, _ in samples]
+    lag_steps, lag_s, where = [], [], []
+    t = next((t for t, shown in samples if shown), None) or end
+    while t <= end:
+        shown = samples[bisect.bisect_right(times, t) - 1][1] or 0
+        k = bisect.bisect_right(walls, t) - 1
+        if k >= 0:
+            lag_steps.append(max(0, steps[k] - shown))
+            j = bisect.bisect_right(steps, shown)
+            lag_s.append(max(0.0, t - walls[j]) if j <= k else 0.0)
+            where.append((t - walls[0], shown))
+        t += 0.1
+    return lag_steps, lag_s, where
+
+
+def _report(what: str, lag_steps: list, lag_s: list, where: list, verbose: bool) -> None:
+    q = statistics.quantiles(lag_s, n=20) if len(lag_s) > 20 else [max(lag_s or [0])] * 19
+    worst = max(range(len(lag_s)), key=lag_s.__getitem__)
+    print(
+        f"  {what}: seconds median {statistics.median(lag_s):.2f}, 95th percentile {q[18]:.2f}, "
+        f"max {max(lag_s):.2f} (at {where[worst][0]:.1f} s, step {where[worst][1]} shown); "
+        f"steps median {statistics.median(lag_steps):.0f}, max {max(lag_steps)}"
+    )
+    if verbose:
+        for (at, shown), seconds, behind in zip(where, lag_s, lag_steps):
+            print(f"    {at:7.2f} s  shown {shown:5d}  behind {behind:4d} steps, {seconds:5.2f} s")
 
 
 def lag(args) -> None:
@@ -105,62 +150,39 @@ def lag(args) -> None:
             _setup(other, args.backend, args.optimizers, args.epochs, args.steps_per_epoch)
             other.click("#train")
         main.click("#train")
-        samples = []  # (time.time(), step shown)
+        status_samples, chart_samples = [], []  # (time.time(), step shown)
         while "Finished" not in main.inner_text("#status") and "Stopped" not in main.inner_text("#status"):
-            step = _shown_step(main)
-            if step is not None:
-                samples.append((time.time(), step))
+            status_step, chart_step = _shown_steps(main)
+            now = time.time()
+            if status_step is not None:
+                status_samples.append((now, status_step))
+                chart_samples.append((now, chart_step or 0))
             elif args.verbose:
                 print("    status without a step:", main.inner_text("#status")[:200].replace("\n", " "))
             time.sleep(0.1)
         comparison = comparisons[-1]  # the main session's (the other one started first)
+        end = time.time()
+        total = total_steps(main)  # "Finished" is on the screen now, with the last frame
+        status_samples.append((end, total))
+        chart_samples.append((end, _shown_steps(main)[1] or 0))
         render_ms = main.evaluate("""() => { const gd = document.querySelector('#plot .js-plotly-plot');
             const t0 = performance.now(); window.Plotly.react(gd, gd.data, gd.layout); return performance.now() - t0; }""")
-        print(f"one chart redraw in the browser (Plotly.react of the last frame): {render_ms:.0f} ms")
-        log = comparison.wall_log
-        walls, steps = [w for w, _ in log], [s for _, s in log]
-        samples.append((time.time(), total_steps(main)))  # "Finished" is on the screen now
-        lag_steps, lag_s, where = [], [], []
-        # On a grid of 0.1 s: what the page showed then is the last sample before (a page too busy
-        # to answer the benchmark shows nothing newer either: that time counts as lag).
-        sample_times = [t for t, _ in samples]
-        start = next((t for t, shown in samples if shown), None) or samples[-1][0]
-        t = start
-        while t <= samples[-1][0]:
-            shown = samples[bisect.bisect_right(sample_times, t) - 1][1]
-            k = bisect.bisect_right(walls, t) - 1
-            if k >= 0:
-                lag_steps.append(max(0, steps[k] - shown))
-                # How long the worker has been ahead of the display: since it sent the first step past
-                # the shown one (0 if it has sent nothing newer, e.g. while it evaluates an epoch).
-                j = bisect.bisect_right(steps, shown)
-                lag_s.append(max(0.0, t - walls[j]) if j <= k else 0.0)
-                where.append((t - walls[0], shown))
-            t += 0.1
-        gaps = [b - a for a, b in zip(sample_times, sample_times[1:])]
-        print(f"{len(samples)} samples of the status; the longest the page took to answer: {max(gaps):.2f} s")
+        print(f"one whole chart redraw in the browser (Plotly.react of the last frame): {render_ms:.0f} ms")
+        gaps = [b[0] - a[0] for a, b in zip(status_samples, status_samples[1:])]
+        print(f"{len(status_samples)} samples of the page; the longest it took to answer: {max(gaps):.2f} s")
         if other is not None:
             while "Finished" not in other.inner_text("#status"):
                 time.sleep(0.5)
         browser.close()
     demo.close()
-    total = args.epochs * args.steps_per_epoch
-    q = statistics.quantiles(lag_s, n=20) if len(lag_s) > 20 else [max(lag_s or [0])] * 19
+    log = comparison.wall_log
     print(
-        f"lag on a 0.1 s grid ({len(lag_s)} points ({args.optimizers} optimizers x {total} steps on "
-        f"{args.backend}{', a second session training' if args.second_session else ''}):"
+        f"lag on a 0.1 s grid ({args.optimizers} optimizers x {args.epochs * args.steps_per_epoch} steps on "
+        f"{args.backend}{', a second session training' if args.second_session else ''}; worker rate "
+        f"{log[-1][1] / (log[-1][0] - log[0][0]):.0f} steps/s):"
     )
-    print(f"  seconds: median {statistics.median(lag_s):.2f}, 95th percentile {q[18]:.2f}, max {max(lag_s):.2f}")
-    if args.verbose:
-        for (at, shown), seconds, steps_behind in list(zip(where, lag_s, lag_steps)):
-            print(f"    {at:7.2f} s  shown {shown:5d}  behind {steps_behind:4d} steps, {seconds:5.2f} s")
-        print(f"  the worker's last message at {walls[-1] - walls[0]:.2f} s (step {steps[-1]})")
-    worst = max(range(len(lag_s)), key=lag_s.__getitem__)
-    print(f"  the largest at {where[worst][0]:.1f} s into the run, step {where[worst][1]} shown")
-    print(
-        f"  steps:   median {statistics.median(lag_steps):.0f}, max {max(lag_steps)}"
-        f" (worker rate {total / (walls[-1] - walls[0]):.0f} steps/s)"
-    )
+    _report("status", *_lags(status_samples, log, end), args.verbose)
+    _report("chart ", *_lags(chart_samples, log, end), args.verbose)
 
 
 _TITLE = "() => { const gd = document.querySelector('#plot .js-plotly-plot'); return gd && gd.layout && gd.layout.title ? gd.layout.title.text || '' : ''; }"

@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"keras-adaptive-gui: data: {source}", flush=True)
     # SIGTERM ends the server like Ctrl-C, so the worker processes are ended with it.
     signal.signal(signal.SIGTERM, _interrupt)
-    demo.launch(server_name=args.host, server_port=args.port, css=page.CSS, footer_links=["gradio"], show_error=True)
+    page.launch(demo, server_name=args.host, server_port=args.port, footer_links=["gradio"], show_error=True)
 
 
 if __name__ == "__main__":

@@ -76,25 +76,34 @@ def smooth(values: Any, weight: float) -> np.ndarray:
     return out
 
 
-def decimate(x: Any, y: Any, max_points: int = MAX_POINTS) -> tuple[list, list]:
-    """At most about `max_points` of (x, y): in each of max_points/2 buckets its minimum and
-    maximum of y, in order (the first and last points always kept)."""
+def decimate(steps: Any, x: Any, y: Any, planned: int, max_points: int = MAX_POINTS) -> tuple[list, list, int]:
+    """At most about `max_points` of (x, y), in order, and how many of them are final.
+
+    The steps fall in buckets of ceil(planned / (max_points / 2)) steps (`planned`: the steps
+    the run will make); each bucket keeps the minimum and the maximum of its y, in order, so a
+    spike stays visible; the first and the last point are always kept (the last is the curve's
+    head). A bucket is complete once a later step has come, so every kept point before the
+    last bucket is final: the first `stable` of them never change as the run goes on, which
+    lets the page send the browser only what is new (`live`). Non-finite y count for neither
+    minimum nor maximum; a bucket of only those keeps one (a gap)."""
+    steps = np.asarray(steps, dtype=np.int64)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    n = len(x)
-    if n <= max_points:
-        return _clean(x), _clean(y)
-    buckets = max_points // 2
-    size = -(-n // buckets)
-    padded = np.full(buckets * size, np.nan)
-    padded[:n] = np.where(np.isfinite(y), y, np.nan)
-    chunks = padded.reshape(buckets, size)
-    empty = np.all(np.isnan(chunks), axis=1)
-    low = np.argmin(np.where(np.isnan(chunks), np.inf, chunks), axis=1)
-    high = np.argmax(np.where(np.isnan(chunks), -np.inf, chunks), axis=1)
-    starts = np.arange(buckets) * size
-    keep = np.concatenate([[0, n - 1], (starts + low)[~empty], (starts + high)[~empty], starts[empty]])
-    index = np.unique(keep[keep < n])
-    return _clean(x[index]), _clean(y[index])
+    n = len(steps)
+    if n == 0:
+        return [], [], 0
+    size = max(1, -(-max(int(planned), int(steps[-1])) // (max_points // 2)))
+    bucket = steps // size
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    if size == 1 or len(starts) == n:
+        index = np.arange(n)
+    else:
+        group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+        finite = np.isfinite(y)
+        lowest = np.lexsort((np.where(finite, y, np.inf), group))[starts]
+        highest = np.lexsort((-np.where(finite, y, -np.inf), group))[starts]
+        index = np.unique(np.r_[0, n - 1, lowest, highest])
+    stable = int(np.searchsorted(index, starts[-1]))  # the points before the last bucket
+    return _clean(x[index]), _clean(y[index]), stable
 
 
 def _clean(values: np.ndarray) -> list:
@@ -145,7 +154,9 @@ def _line(
     opacity: float = 1.0,
     markers: bool = False,
     visible: Any = True,
+    stable: int | None = None,
 ) -> dict:
+    """One series' line; `stable`: how many of its first points are final (`decimate`; all by default)."""
     return {
         "type": "scatter",
         "mode": "lines+markers" if markers else "lines",
@@ -162,6 +173,7 @@ def _line(
         "xaxis": _axis(axis, "x"),
         "yaxis": _axis(axis, "y"),
         "hovertemplate": f"<b>{name}</b><br>{hover}<extra></extra>",
+        "stable": len(x) if stable is None else stable,
     }
 
 
@@ -181,6 +193,8 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
     blown = []
     clip_values = []  # the values the loss axis must show: all but what blown-up series did after blowing up
     for shown in runs:
+        c = shown.comparison.config
+        planned = c.steps_2d if c.task_facts.is_2d else c.epochs * c.steps_per_epoch
         for k, s in enumerate(shown.comparison.series):
             index = shown.first_index + k
             group, name, style = f"{shown.prefix}{k}", _name(shown, s), _style(shown, s, index)
@@ -195,7 +209,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                 clip_values += s.losses
             legend_done = False
             if facts.is_2d:
-                px, py = decimate(s.xs, s.ys)
+                px, py, stable = decimate(s.steps, s.xs, s.ys, planned)
                 data.append(
                     _line(
                         px,
@@ -209,6 +223,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                         legend=True,
                         width=2,
                         visible=visible,
+                        stable=stable,
                     )
                 )
                 if s.xs:
@@ -221,6 +236,8 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                             "legendgroup": group,
                             "showlegend": False,
                             "hoverinfo": "skip",
+                            "meta": f"head-{index}",
+                            "stable": 0,  # the path's head: it moves
                             "visible": visible,
                             "marker": {"color": style["color"], "size": 8},
                             "xaxis": "x",
@@ -229,7 +246,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                     )
                 legend_done = True
             if options.smoothing > 0 and len(losses):
-                rx, ry = decimate(x_all, losses)
+                rx, ry, stable = decimate(s.steps, x_all, losses, planned)
                 data.append(
                     _line(
                         rx,
@@ -243,10 +260,11 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                         width=1,
                         opacity=0.25,
                         visible=visible,
+                        stable=stable,
                     )
                 )
                 losses = smooth(s.losses, options.smoothing)
-            lx, ly = decimate(x_all, losses)
+            lx, ly, stable = decimate(s.steps, x_all, losses, planned)
             data.append(
                 _line(
                     lx,
@@ -259,6 +277,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                     x_hover + "<br>loss %{y:.4g}",
                     legend=not legend_done,
                     visible=visible,
+                    stable=stable,
                 )
             )
             if not facts.is_2d:
@@ -295,7 +314,8 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
             for j, (stat, meta, _, _) in enumerate(STAT_PANELS):
                 steps, values = s.stats[stat]
                 keep = [i for i, v in enumerate(values) if v is not None and v > 0]  # a log axis
-                sx, sy = decimate(_x_of(s, [steps[i] for i in keep], by_time), [values[i] for i in keep])
+                kept = [steps[i] for i in keep]
+                sx, sy, stable = decimate(kept, _x_of(s, kept, by_time), [values[i] for i in keep], planned)
                 data.append(
                     _line(
                         sx,
@@ -308,6 +328,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                         x_hover + f"<br>{stat.replace('_', ' ')} %{{y:.4g}}",
                         width=1.3,
                         visible=visible,
+                        stable=stable,
                     )
                 )
     loss_yaxis = layout[f"yaxis{loss_axis if loss_axis > 1 else ''}"]
@@ -357,6 +378,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                         "legendgroup": f"{shown.prefix}{shown.comparison.series.index(s)}",
                         "showlegend": False,
                         "meta": f"blown-{shown.first_index + shown.comparison.series.index(s)}",
+                        "stable": 0,
                         "marker": {
                             "symbol": "x",
                             "size": 12,
@@ -587,10 +609,21 @@ def empty(text: str) -> dict:
     }
 
 
+def split_stable(fig: dict) -> dict:
+    """Take the traces' `stable` counts (see `decimate`) out of `fig`: {trace meta: count}."""
+    out = {}
+    for trace in fig.get("data", []):
+        stable = trace.pop("stable", None)
+        if stable is not None and "meta" in trace:
+            out[trace["meta"]] = stable
+    return out
+
+
 def plot_data(fig: dict) -> Any:
     """What `gr.Plot` takes: its PlotData with the figure's JSON (no plotly objects to validate)."""
     from gradio.components.plot import PlotData
 
+    split_stable(fig)
     return PlotData(type="plotly", plot=json.dumps(fig, allow_nan=False))
 
 

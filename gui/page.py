@@ -11,6 +11,7 @@ restarted server, shows the same browser its own runs and nobody else's.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import textwrap
@@ -22,12 +23,11 @@ from typing import Any
 
 import gradio as gr
 
-from keras_adaptive_gui import charts, engine, history, hyperparams, lr_find_page, sweep_page, tasks
+from keras_adaptive_gui import charts, engine, history, hyperparams, live, lr_find_page, sweep_page, tasks
 
 SLOTS = 6
 NONE = "(none)"
-FRAME_SECONDS = 0.25  # the status's refresh
-CHART_SECONDS = 1.0  # the chart's and the table's
+TABLE_SECONDS = 1.0  # the summary table's refresh while a run trains (the status and chart: live.POLL_MS)
 PNG_LINE_CHARS = 125  # the configuration above the PNG, wrapped to the chart's width
 SUMMARY_COLUMNS = [
     "optimizer",
@@ -202,8 +202,8 @@ class Session:
     run_dir: str | None = None
     overlays: list = field(default_factory=list)  # run ids ticked in Earlier runs
     saved: tuple | None = None  # (run id, CSV to download) once the run has ended and is kept
-    drawn_at: float = 0.0  # when the page was last sent the chart
-    drawn_version: int = -1  # the comparison's version it showed
+    feed: str | None = None  # the running run's secret `live` token
+    visitor: str = ""  # whose earlier runs the chart may lay over the current one
     lock: threading.Lock = field(default_factory=threading.Lock)
     sweep_state: Any = None  # sweep_page.SweepState, once the session sweeps
     range_test: Any = None  # lr_find_page.RangeTest: the session's latest learning-rate range test
@@ -220,6 +220,11 @@ class Sessions:
         key = getattr(request, "session_hash", None) or "no-session"
         with self._lock:
             return self._sessions.setdefault(key, Session())
+
+    def by_feed(self, feed: str) -> Session | None:
+        """The session whose running run has the `live` token `feed` (None: no such run)."""
+        with self._lock:
+            return next((s for s in self._sessions.values() if s.feed is not None and s.feed == feed), None)
 
     def close(self, request: gr.Request | None) -> None:
         key = getattr(request, "session_hash", None) or "no-session"
@@ -343,7 +348,9 @@ class ChartArea:
     csv: Any
     png: Any
     stale: Any  # says when the settings have changed since the run on the chart
-    timer: Any
+    timer: Any  # while a run trains: the summary table (the status and the chart come by `live`)
+    feed: Any  # hidden: the running run's `live` token; a new one starts live.FOLLOW_JS
+    finish: Any  # hidden: FOLLOW_JS clicks it once the run is kept (its last frame follows)
 
     def display_inputs(self) -> list:
         return [self.log_scale, self.smoothing, self.x_axis]
@@ -400,7 +407,47 @@ def build(
         )
         _api(sessions, mnist_path, limits, default_backend)
         demo.unload(sessions.close)
+    demo.live_answer = lambda feed, have: live_answer(sessions, store, feed, have)  # served by `launch`
     return demo
+
+
+def launch(demo: gr.Blocks, block: bool = True, **kwargs: Any) -> gr.Blocks:
+    """Serve `demo` (from `build`) as `keras-adaptive-gui` does: Gradio's own launch (the page's
+    CSS unless given), then the page's live route (`live.ROUTE`, answered by `live_answer`);
+    `block`: wait here until the server is closed."""
+    from fastapi.responses import JSONResponse
+
+    kwargs.setdefault("css", CSS)
+    demo.launch(prevent_thread_lock=True, **kwargs)
+
+    def route(feed: str, have: str = "") -> JSONResponse:
+        return JSONResponse(demo.live_answer(feed, have), headers={"Cache-Control": "no-store"})
+
+    demo.server_app.add_api_route(live.ROUTE, route, methods=["GET"], include_in_schema=False)
+    if block:
+        demo.block_thread()
+    return demo
+
+
+def live_answer(sessions: Sessions, store: history.Store, feed: str, have: str) -> dict:
+    """What the running run with the `live` token `feed` has that the browser, which holds
+    `have`, lacks (see `live`): the status and the chart's frame; `done` once it is kept;
+    `gone` for a token no session has (the run was replaced or the page closed)."""
+    session = sessions.by_feed(feed)
+    comparison = session.comparison if session is not None else None
+    if comparison is None:
+        return {"gone": True}
+    with comparison.lock:  # never half of a Stop
+        if session.saved is not None and session.saved[0] == comparison.run_id:
+            return {"done": True}
+        if not comparison.running:  # ended, being kept: "Finished" comes with the last frame
+            return {}
+        answer: dict[str, Any] = {"status": live.status_html(status_text(comparison))}
+        if not live.wants_chart(have) or not any(series.steps for series in comparison.series):
+            return answer  # (no steps yet: Train's own frame says it is starting)
+        fig = _figure_dict(session, store, session.visitor)
+    answer["frame"] = live.frame(fig, have)
+    return answer
 
 
 def _header(data_source: str, limits: engine.Limits) -> None:
@@ -498,7 +545,9 @@ def _chart_area() -> ChartArea:
         stop = gr.Button("Stop", variant="stop", elem_id="stop")
     status = gr.Markdown("Choose optimizers and press **Train**.", elem_id="status")
     stale = gr.Markdown("", elem_id="stale")
-    timer = gr.Timer(FRAME_SECONDS, active=False)  # asks for the running run's frames
+    timer = gr.Timer(TABLE_SECONDS, active=False)
+    feed = gr.Textbox("", visible="hidden", elem_id="live-feed", label="live feed")
+    finish = gr.Button("finish", visible="hidden", elem_id="live-finish")
     plot = gr.Plot(
         charts.plot_data(charts.empty("The curves appear here while training runs.")),
         elem_id="plot",
@@ -525,7 +574,9 @@ def _chart_area() -> ChartArea:
     with gr.Row():
         csv = gr.DownloadButton("Download CSV", interactive=False, elem_id="download-csv")
         png = gr.Button("Download PNG (the chart as shown)", interactive=False, elem_id="download-png")
-    return ChartArea(train, stop, status, plot, log_scale, smoothing, x_axis, summary, csv, png, stale, timer)
+    return ChartArea(
+        train, stop, status, plot, log_scale, smoothing, x_axis, summary, csv, png, stale, timer, feed, finish
+    )
 
 
 def _history_panel(store: history.Store) -> HistoryPanel:
@@ -700,9 +751,14 @@ def _shown(session: Session, store: history.Store, visitor: str) -> tuple[list, 
 
 
 def _figure(session: Session, store: history.Store, visitor: str, note: str = "") -> Any:
+    """The chart for `gr.Plot`."""
+    return charts.plot_data(_figure_dict(session, store, visitor, note))
+
+
+def _figure_dict(session: Session, store: history.Store, visitor: str, note: str = "") -> dict:
     runs, skipped = _shown(session, store, visitor)
     if not runs:
-        return charts.plot_data(charts.empty(note or "Choose optimizers and press Train."))
+        return charts.empty(note or "Choose optimizers and press Train.")
     main = runs[0].comparison
     fig = charts.figure(runs, session.options, title=_title(main), note=note)
     lines = [
@@ -714,7 +770,7 @@ def _figure(session: Session, store: history.Store, visitor: str, note: str = ""
         "config": "\n".join(lines),
         "filename": f"keras-adaptive-{main.config.task}-{main.run_id}.png",
     }
-    return charts.plot_data(fig)
+    return fig
 
 
 def left_config(values: dict, settings: RunSettings, catalog: dict, mnist_path: str | None, limits: engine.Limits):
@@ -863,74 +919,63 @@ def _wire_training(
                 comparison = engine.Comparison(config, limits)
                 if note:
                     comparison.messages.append(note)
-                session.saved, session.drawn_at, session.drawn_version = None, 0.0, -1
+                session.saved, session.visitor = None, visitor
                 _follow(session, comparison, store, visitor)  # starts it: ValueError if the server is busy
                 session.comparison = comparison
             except ValueError as error:
-                return gr.skip(), gr.skip(), error_text(error), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                skip = [gr.skip()] * (len(outputs) + 2)
+                skip[outputs.index(area.status)] = error_text(error)
+                return tuple(skip)
+            session.feed = secrets.token_urlsafe(16)
         return (
             _figure(session, store, visitor, "Starting the worker processes…"),
             [],
-            status_text(comparison),
+            live.status_block(status_text(comparison)),
             gr.update(value=None, interactive=False),
             gr.update(interactive=False),
             gr.skip(),
             "",
             gr.Timer(active=True),
+            session.feed,
         )
 
-    area.train.click(train, set(run_inputs), [*outputs, area.timer], api_name="train", concurrency_limit=16)
+    area.train.click(train, set(run_inputs), [*outputs, area.timer, area.feed], api_name="train", concurrency_limit=16)
+    area.feed.change(None, area.feed, None, js=live.FOLLOW_JS, api_visibility="private")
 
-    def refresh(visitor: str, request: gr.Request) -> tuple:
-        """One frame of the session's run, asked for by the page's timer. The browser asks again only
-        when it has drawn this one (a tick while one is pending is dropped), so a busy browser gets
-        fewer frames, never a queue of old ones. The status every tick; the chart and the table at
-        most every CHART_SECONDS; the last frame, with the downloads, once the run is kept."""
+    def finish(visitor: str, request: gr.Request) -> tuple:
+        """The ended run's last frame through `gr.Plot` (every point decimated over the whole
+        run), its table and downloads, the run in Earlier runs; the timers stop."""
         session = sessions.get(request)
         comparison = session.comparison
-        skip = (gr.skip(),) * len(outputs)
-        if comparison is None:
-            return (*skip, gr.Timer(active=False))
-        with comparison.lock:  # never half of a Stop
-            if session.saved is not None and session.saved[0] == comparison.run_id:
-                csv_path = session.saved[1]
-                session.saved = (comparison.run_id, None)  # drawn: the next tick only stops the timer
-                if csv_path is None:
-                    return (*skip, gr.Timer(active=False))
-                return (
-                    _figure(session, store, visitor),
-                    summary_rows(comparison),
-                    status_text(comparison),
-                    gr.update(value=csv_path, interactive=True),
-                    gr.update(interactive=True),
-                    _runs_update(store, visitor, session),
-                    gr.skip(),
-                    gr.Timer(active=False),
-                )
-            # No chart before the first steps (Train's own frame says it is starting): a frame drawn
-            # then would hold back the first curve by CHART_SECONDS.
-            chart = (
-                any(series.steps for series in comparison.series)
-                and time.monotonic() - session.drawn_at >= CHART_SECONDS
-                and comparison.version != session.drawn_version
-            )
-            if chart:
-                session.drawn_at, session.drawn_version = time.monotonic(), comparison.version
+        if comparison is None or session.saved is None or session.saved[0] != comparison.run_id:
+            return (*(gr.skip(),) * len(outputs), gr.Timer(active=False))
+        with comparison.lock:
+            session.feed = None
+            csv_path = session.saved[1]
             return (
-                _figure(session, store, visitor) if chart else gr.skip(),
-                summary_rows(comparison) if chart else gr.skip(),
+                _figure(session, store, visitor),
+                summary_rows(comparison),
                 status_text(comparison),
+                gr.update(value=csv_path, interactive=csv_path is not None),
+                gr.update(interactive=True),
+                _runs_update(store, visitor, session),
                 gr.skip(),
-                gr.skip(),
-                gr.skip(),
-                gr.skip(),
-                gr.skip(),
+                gr.Timer(active=False),
             )
 
+    area.finish.click(finish, [panel.visitor], [*outputs, area.timer], api_visibility="private", concurrency_limit=None)
+
+    def table(request: gr.Request) -> Any:
+        comparison = sessions.get(request).comparison
+        if comparison is None or not comparison.running:
+            return gr.skip()
+        with comparison.lock:
+            return summary_rows(comparison)
+
     area.timer.tick(
-        refresh,
-        [panel.visitor],
-        [*outputs, area.timer],
+        table,
+        None,
+        area.summary,
         api_visibility="private",
         concurrency_limit=None,
         trigger_mode="once",
@@ -972,6 +1017,8 @@ def _wire_training(
         session.options = charts.DisplayOptions(bool(log_value), float(smoothing_value or 0), x_axis_value)
         if session.comparison is None and not session.overlays:
             return gr.skip()
+        if session.comparison is not None and session.comparison.running:
+            return gr.skip()  # the next tick draws it (`live`: a new option sends a full frame)
         return _figure(session, store, visitor)
 
     for widget in area.display_inputs():

@@ -94,8 +94,8 @@ def run(config: dict, queue: Any, stop: Any) -> None:
         queue.put({"type": "error", "message": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
 
 
-SPARE_NAME, RUN_NAME = b"ka-spare", b"ka-run"
-WORKER_NICENESS = 5  # the process's name (/proc/<pid>/comm) while idle, while running
+SPARE_NAME, RUN_NAME = b"ka-spare", b"ka-run"  # the process's name (/proc/<pid>/comm) while idle, while running
+WORKER_NICENESS = 19  # the lowest priority: training runs on the CPU time the page and the browser leave
 
 
 def _name_process(name: bytes) -> None:
@@ -116,9 +116,24 @@ def become_worker(backend: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     limit_threads(backend)
     _name_process(SPARE_NAME)
-    try:  # the server (the page's frames) and the browser go first: training takes what CPU is left
+    lower_priority()
+
+
+def lower_priority() -> None:
+    """The server (the page's frames) and the browser go first: training takes what CPU is
+    left. Niceness alone does not do it on Linux with autogroup scheduling (the default on
+    desktop kernels), which shares the CPU fairly between sessions first (the terminal that
+    runs the server, the browser) and applies niceness only within one: so the worker starts
+    a session of its own and gives that session the niceness too."""
+    try:
         os.nice(WORKER_NICENESS)
     except OSError:
+        pass
+    try:
+        os.setsid()
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(WORKER_NICENESS))
+    except OSError:  # not Linux, no autogroup, or not allowed: niceness is what there is
         pass
 
 

@@ -216,6 +216,7 @@ class Comparison:
         from keras_adaptive_gui import charts
 
         fig = charts.figure([charts.Shown(self.page_view())], charts.DisplayOptions(log_scale, smoothing, x_axis))
+        charts.split_stable(fig)  # the page's bookkeeping, not plotly's
         try:
             import plotly.graph_objects as go
         except ImportError:

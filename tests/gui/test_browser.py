@@ -158,6 +158,16 @@ def _check_two_sessions(a, b, gui_server, screenshot_dir):
     ui.wait_curves(b, ["loss-0"], min_points=20)
     assert ui.legend(b) == ["nadam (learning_rate=0.001)"]
     assert "Training" in ui.status(b)  # live: curves drawn while the run goes on
+    # Fed only what changed: after the first frame, the chart grows by cut frames (live.py).
+    deadline = time.monotonic() + 30
+    while (b.evaluate("() => window.__kaLive ? window.__kaLive.cuts : 0") or 0) < 3:
+        assert time.monotonic() < deadline, "the live chart never got a cut frame"
+        time.sleep(0.2)
+    live_curve = ui.trace(b, "loss-0")  # as the live feed left it, compared with the CSV below
+    assert len(live_curve["x"]) >= 20
+    # The feed answers only its own run's secret token.
+    gone = a.evaluate("() => fetch('/keras-adaptive/live/not-a-token?have=').then(r => r.json())")
+    assert gone == {"gone": True}
     b.click("#stop")
     text = ui.wait_status(b, r"Stopped at step \d+ of 5000")
     stopped_at = int(re.search(r"Stopped at step (\d+)", text).group(1))
@@ -175,6 +185,13 @@ def _check_two_sessions(a, b, gui_server, screenshot_dir):
     assert [r[3] for r in ui.summary(b)] == [str(stopped_at)] and [r[2] for r in ui.summary(b)] == ["stopped"]
     assert ui.trace(b, "loss-0")["x"][-1] == stopped_at
     assert ui.legend(b) == ["nadam (learning_rate=0.001) (stopped)"]
+    # What the live chart drew was what happened: each point is a step's loss in the CSV.
+    with b.expect_download() as download:
+        b.click("#download-csv")
+    _, records = _records(download.value.path())
+    loss_at = {int(r["step"]): float(r["loss"]) for r in records if r["record"] == "step"}
+    for step, loss in zip(live_curve["x"], live_curve["y"]):
+        assert loss == pytest.approx(loss_at[step], rel=1e-5), step
     _wait_no_workers(gui_server)
     b.screenshot(path=os.path.join(screenshot_dir, "stopped-session.png"), full_page=True)
 

@@ -5,7 +5,6 @@ faint, and a blown-up curve kept from flattening the others."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -39,19 +38,6 @@ def _trace(fig: dict, meta: str) -> dict:
     found = [t for t in fig["data"] if t.get("meta") == meta]
     assert len(found) == 1, (meta, [t.get("meta") for t in fig["data"]])
     return found[0]
-
-
-def test_decimation_keeps_the_ends_and_the_spikes():
-    x = np.arange(20_000)
-    y = np.sin(x / 300.0)
-    y[12_345] = 50.0
-    y[777] = math.nan
-    dx, dy = charts.decimate(x, y, max_points=400)
-    assert len(dx) <= 402 and dx[0] == 0 and dx[-1] == 19_999
-    assert 50.0 in dy and dx[dy.index(50.0)] == 12_345
-    assert dx == sorted(dx)
-    short_x, short_y = charts.decimate(x[:10], y[:10])
-    assert short_x == list(range(10))
 
 
 @pytest.mark.parametrize("task", ["adding", "quadratic"])
