@@ -44,7 +44,16 @@ SUMMARY_COLUMNS = [
 CSS = """
 #status { min-height: 2.5em; }
 .slot-name input { font-weight: 600; }
-#summary { overflow-x: auto; }
+/* Find LR: a small button beside the learning rate, on the slot's white (not a grey column). */
+.slot-group, .slot-group > .styler, .slot-group .row { background: var(--block-background-fill) !important; }
+.find-lr { align-self: flex-end !important; flex-grow: 0 !important; margin: 0 8px 10px 0 !important; }
+/* Tables: words wrap whole (no "backen d"), numbers never, the optimizer's label anywhere; a
+   table still too wide scrolls. */
+#summary .table-wrap, #sweep-table .table-wrap { overflow-x: auto !important; }
+#summary table, #sweep-table table { font-size: 13px; }
+#summary th *, #sweep-table th * { word-break: normal !important; overflow-wrap: normal !important; }
+#summary td *, #sweep-table td * { word-break: normal !important; overflow-wrap: normal !important; }
+#summary td:first-child *, #sweep-table td:first-child * { overflow-wrap: anywhere !important; }
 """
 
 INTRO = """Train several optimizers side by side (same initial weights, same batches, same order) and watch them
@@ -380,9 +389,9 @@ def build(
     with gr.Blocks(title="keras-adaptive: compare optimizers") as demo:
         _header(data_source, limits)
         with gr.Row(equal_height=False):
-            with gr.Column(scale=4, min_width=380):
+            with gr.Column(scale=3, min_width=380):
                 settings = _run_settings(catalog, default_backend)
-            with gr.Column(scale=7):
+            with gr.Column(scale=8):
                 area = _chart_area()
                 range_tests = lr_find_page.panel()
                 sweeps = sweep_page.panel(limits)
@@ -510,7 +519,7 @@ def _optimizer_slots(catalog: dict) -> tuple[list, list]:
     defaults = ["adam", "rmsprop"] + [NONE] * (SLOTS - 2)
     for i in range(SLOTS):
         entry = catalog.get(defaults[i])
-        with gr.Group():
+        with gr.Group(elem_classes="slot-group"):
             with gr.Row():
                 name = gr.Dropdown(
                     choices,
@@ -527,6 +536,7 @@ def _optimizer_slots(catalog: dict) -> tuple[list, list]:
                         "Find LR",
                         size="sm",
                         elem_id=f"opt{i + 1}-find-lr",
+                        elem_classes="find-lr",
                         scale=0,
                         min_width=80,
                     )
@@ -569,7 +579,6 @@ def _chart_area() -> ChartArea:
         interactive=False,
         elem_id="summary",
         wrap=True,
-        column_widths=["26%", "9%", "10%", "7%", "9%", "9%", "9%", "9%", "12%"],
     )
     with gr.Row():
         csv = gr.DownloadButton("Download CSV", interactive=False, elem_id="download-csv")

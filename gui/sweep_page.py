@@ -76,10 +76,10 @@ def panel(limits: engine.Limits) -> SweepPanel:
             target = gr.Textbox(
                 "",
                 label="Target",
-                info="time to target: a validation accuracy (MNIST) or a loss; empty: the task's",
+                info="accuracy (MNIST) or loss to reach; empty: the task's",
                 elem_id="sweep-target",
                 max_lines=1,
-                min_width=120,
+                min_width=200,
             )
         with gr.Row():
             start = gr.Button("Sweep", variant="primary", elem_id="sweep-start")

@@ -90,6 +90,12 @@ def test_a_small_sweep_shows_its_sensitivity_plot_curves_and_table(gui_server, b
     page.wait_for_timeout(1500)  # the last frame drawn
     page.locator("#sweep-status").scroll_into_view_if_needed()
     page.screenshot(path=os.path.join(screenshot_dir, "sweep.png"), full_page=True)
+    # A table wider than its box scrolls: its last column can be brought into the box.
+    last = page.locator("#sweep-table th").last
+    last.scroll_into_view_if_needed()
+    box, frame = last.bounding_box(), page.locator("#sweep-table").bounding_box()
+    assert frame["x"] - 1 <= box["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"] + 1, (box, frame)
+    page.locator("#sweep-table").screenshot(path=os.path.join(screenshot_dir, "sweep-table-scrolled.png"))
     page.locator("#sensitivity").screenshot(path=os.path.join(screenshot_dir, "sweep-sensitivity.png"))
     page.locator("#best-curves").screenshot(path=os.path.join(screenshot_dir, "sweep-best-curves.png"))
     traces = {t["meta"]: t for t in _traces(page, SENS)}
