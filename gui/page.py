@@ -449,9 +449,9 @@ def live_answer(sessions: Sessions, store: history.Store, feed: str, have: str) 
     with comparison.lock:  # never half of a Stop
         if session.saved is not None and session.saved[0] == comparison.run_id:
             return {"done": True}
-        if not comparison.running:  # ended, being kept: "Finished" comes with the last frame
-            return {}
-        answer: dict[str, Any] = {"status": live.status_html(status_text(comparison))}
+        answer: dict[str, Any] = {}
+        if comparison.running:  # once it has ended and is being kept, "Finished" comes with the last frame
+            answer["status"] = live.status_html(status_text(comparison))
         if not live.wants_chart(have) or not any(series.steps for series in comparison.series):
             return answer  # (no steps yet: Train's own frame says it is starting)
         fig = _figure_dict(session, store, session.visitor)
