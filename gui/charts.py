@@ -76,25 +76,27 @@ def smooth(values: Any, weight: float) -> np.ndarray:
     return out
 
 
-def decimate(steps: Any, x: Any, y: Any, planned: int, max_points: int = MAX_POINTS) -> tuple[list, list, int]:
-    """At most about `max_points` of (x, y), in order, and how many of them are final.
+def decimate(steps: Any, x: Any, y: Any, max_points: int = MAX_POINTS) -> tuple[list, list, int, int]:
+    """At most about `max_points` of (x, y), in order; how many of them are final; the bucket size.
 
-    The steps fall in buckets of ceil(planned / (max_points / 2)) steps (`planned`: the steps
-    the run will make); each bucket keeps the minimum and the maximum of its y, in order, so a
-    spike stays visible; the first and the last point are always kept (the last is the curve's
-    head). A bucket is complete once a later step has come, so every kept point before the
-    last bucket is final: the first `stable` of them never change as the run goes on, which
-    lets the page send the browser only what is new (`live`). Non-finite y count for neither
-    minimum nor maximum; a bucket of only those keeps one (a gap)."""
+    The steps fall in buckets of a power-of-two number of steps, the smallest that makes at
+    most max_points / 2 buckets of the steps so far; each bucket keeps the minimum and the
+    maximum of its y, in order, so a spike stays visible; the first and the last point are
+    always kept (the last is the curve's head). Until the steps double, the size stays and a
+    bucket is complete once a later step has come, so every kept point before the last bucket
+    is final: the first `stable` of them never change, which lets the page send the browser only
+    what is new (`live`; a new size changes the trace's `bucket`, and the page sends it whole).
+    Non-finite y count for neither minimum nor maximum; a bucket of only those keeps one (a gap)."""
     steps = np.asarray(steps, dtype=np.int64)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n = len(steps)
     if n == 0:
-        return [], [], 0
-    size = max(1, -(-max(int(planned), int(steps[-1])) // (max_points // 2)))
+        return [], [], 0, 1
+    per_bucket = -(-int(steps[-1]) // (max_points // 2))
+    size = 1 << max(0, (per_bucket - 1).bit_length())  # the power of two >= per_bucket
     bucket = steps // size
     starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    if size == 1 or len(starts) == n:
+    if len(starts) == n:
         index = np.arange(n)
     else:
         group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
@@ -103,7 +105,7 @@ def decimate(steps: Any, x: Any, y: Any, planned: int, max_points: int = MAX_POI
         highest = np.lexsort((-np.where(finite, y, -np.inf), group))[starts]
         index = np.unique(np.r_[0, n - 1, lowest, highest])
     stable = int(np.searchsorted(index, starts[-1]))  # the points before the last bucket
-    return _clean(x[index]), _clean(y[index]), stable
+    return _clean(x[index]), _clean(y[index]), stable, size
 
 
 def _clean(values: np.ndarray) -> list:
@@ -154,9 +156,10 @@ def _line(
     opacity: float = 1.0,
     markers: bool = False,
     visible: Any = True,
-    stable: int | None = None,
+    stable: tuple | None = None,
 ) -> dict:
-    """One series' line; `stable`: how many of its first points are final (`decimate`; all by default)."""
+    """One series' line; `stable`: (how many of its first points are final, its bucket size), from
+    `decimate` (by default all are final, one step per point)."""
     return {
         "type": "scatter",
         "mode": "lines+markers" if markers else "lines",
@@ -173,7 +176,8 @@ def _line(
         "xaxis": _axis(axis, "x"),
         "yaxis": _axis(axis, "y"),
         "hovertemplate": f"<b>{name}</b><br>{hover}<extra></extra>",
-        "stable": len(x) if stable is None else stable,
+        "stable": len(x) if stable is None else stable[0],
+        "bucket": 1 if stable is None else stable[1],
     }
 
 
@@ -193,8 +197,6 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
     blown = []
     clip_values = []  # the values the loss axis must show: all but what blown-up series did after blowing up
     for shown in runs:
-        c = shown.comparison.config
-        planned = c.steps_2d if c.task_facts.is_2d else c.epochs * c.steps_per_epoch
         for k, s in enumerate(shown.comparison.series):
             index = shown.first_index + k
             group, name, style = f"{shown.prefix}{k}", _name(shown, s), _style(shown, s, index)
@@ -209,7 +211,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                 clip_values += s.losses
             legend_done = False
             if facts.is_2d:
-                px, py, stable = decimate(s.steps, s.xs, s.ys, planned)
+                px, py, *stable = decimate(s.steps, s.xs, s.ys)
                 data.append(
                     _line(
                         px,
@@ -246,7 +248,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                     )
                 legend_done = True
             if options.smoothing > 0 and len(losses):
-                rx, ry, stable = decimate(s.steps, x_all, losses, planned)
+                rx, ry, *stable = decimate(s.steps, x_all, losses)
                 data.append(
                     _line(
                         rx,
@@ -264,7 +266,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                     )
                 )
                 losses = smooth(s.losses, options.smoothing)
-            lx, ly, stable = decimate(s.steps, x_all, losses, planned)
+            lx, ly, *stable = decimate(s.steps, x_all, losses)
             data.append(
                 _line(
                     lx,
@@ -315,7 +317,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                 steps, values = s.stats[stat]
                 keep = [i for i, v in enumerate(values) if v is not None and v > 0]  # a log axis
                 kept = [steps[i] for i in keep]
-                sx, sy, stable = decimate(kept, _x_of(s, kept, by_time), [values[i] for i in keep], planned)
+                sx, sy, *stable = decimate(kept, _x_of(s, kept, by_time), [values[i] for i in keep])
                 data.append(
                     _line(
                         sx,
@@ -613,6 +615,7 @@ def split_stable(fig: dict) -> dict:
     """Take the traces' `stable` counts (see `decimate`) out of `fig`: {trace meta: count}."""
     out = {}
     for trace in fig.get("data", []):
+        trace.pop("bucket", None)  # (seen by live.frame_id before: a new size is a new frame)
         stable = trace.pop("stable", None)
         if stable is not None and "meta" in trace:
             out[trace["meta"]] = stable

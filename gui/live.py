@@ -137,7 +137,8 @@ def status_block(markdown: str) -> str:
 
 
 def frame_id(fig: dict) -> str:
-    """A hash of `fig` without its traces' points (x, y) and `stable` counts."""
+    """A hash of `fig` without its traces' points (x, y) and `stable` counts (their `bucket`
+    sizes count: when the steps double, the decimation changes and the frame is new)."""
     shape = {
         "layout": {k: v for k, v in fig["layout"].items() if k != "meta"},
         "meta": {k: v for k, v in (fig["layout"].get("meta") or {}).items() if k != "frame"},

@@ -164,6 +164,7 @@ def _check_two_sessions(a, b, gui_server, screenshot_dir):
         assert time.monotonic() < deadline, "the live chart never got a cut frame"
         time.sleep(0.2)
     live_curve = ui.trace(b, "loss-0")  # as the live feed left it, compared with the CSV below
+    b.locator("#plot").screenshot(path=os.path.join(screenshot_dir, "live-mid-run.png"))
     assert len(live_curve["x"]) >= 20
     # The feed answers only its own run's secret token.
     gone = a.evaluate("() => fetch('/keras-adaptive/live/not-a-token?have=').then(r => r.json())")

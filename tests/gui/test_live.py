@@ -79,7 +79,7 @@ def _expected(comparison, options) -> dict:
 def test_a_browser_fed_frame_by_frame_holds_the_figure_drawn_from_scratch(task, options):
     comparison = _empty(task)
     two_d = comparison.config.task_facts.is_2d
-    total = comparison.total_steps()
+    total = 1_300  # past 300, 600 and 1,200 steps, where the bucket size doubles
     browser = Browser()
     frames = 0
     for step in range(1, total + 1):
@@ -89,7 +89,8 @@ def test_a_browser_fed_frame_by_frame_holds_the_figure_drawn_from_scratch(task, 
         browser.apply(live.frame(charts.figure([charts.Shown(comparison)], options), browser.have()))
         frames += 1
         assert browser.traces == _expected(comparison, options), f"step {step}"
-    assert browser.full >= 1 and browser.cuts >= frames // 2, (browser.full, browser.cuts)
+    # Full frames: the first, each doubling of the bucket size, a stats curve's first point.
+    assert 4 <= browser.full <= 10 and browser.cuts >= frames - 10, (browser.full, browser.cuts)
     # Only what changed: far fewer points sent than frames x points held.
     held = sum(len(x) for x, _ in browser.traces.values())
     assert browser.points_sent < frames * held / 5, (browser.points_sent, frames, held)
@@ -122,17 +123,23 @@ def test_decimation_keeps_the_ends_and_the_spikes_and_its_stable_points_never_ch
     y = np.sin(steps / 300.0)
     y[12_345] = 50.0
     y[777] = math.nan
-    dx, dy, stable = charts.decimate(steps, steps, y, planned=20_000, max_points=400)
-    assert len(dx) <= 402 and dx[0] == 1 and dx[-1] == 20_000
+    dx, dy, stable, size = charts.decimate(steps, steps, y, max_points=400)
+    assert size == 128 and 150 <= len(dx) <= 402 and dx[0] == 1 and dx[-1] == 20_000
     assert 50.0 in dy and dx[dy.index(50.0)] == 12_346
     assert dx == sorted(dx) and 0 < stable < len(dx)
-    # Every 0.1 s of a run: the first `stable` points drawn of a prefix stay those of the whole.
-    for n in (1, 2, 37, 50, 51, 999, 12_346, 19_999):
-        px, py, k = charts.decimate(steps[:n], steps[:n], y[:n], planned=20_000, max_points=400)
-        assert px[-1] == n  # the head is always drawn
-        assert (px[:k], py[:k]) == (dx[:k], dy[:k]), n
-    short_x, short_y, short_stable = charts.decimate(steps[:10], steps[:10], y[:10], planned=10)
-    assert short_x == list(range(1, 11)) and short_stable == 9
+    # As a run goes on: while the bucket size stays, the first `stable` points drawn stay those
+    # drawn later; the size doubles with the steps, so there are always 100-400 points.
+    drawn = {}
+    for n in (1, 2, 37, 200, 201, 399, 400, 401, 999, 12_346, 12_801, 15_000, 19_999, 20_000):
+        px, py, k, s = charts.decimate(steps[:n], steps[:n], y[:n], max_points=400)
+        assert px[-1] == n and len(px) <= 402 and (n < 200 or len(px) >= 100), (n, len(px))  # the head is drawn
+        assert s == (1 if n <= 200 else 1 << (math.ceil(n / 200) - 1).bit_length()), (n, s)
+        for m, (qx, qy, j, t) in drawn.items():
+            if t == s:
+                assert (px[:j], py[:j]) == (qx[:j], qy[:j]), (m, n)
+        drawn[n] = (px, py, k, s)
+    short_x, short_y, short_stable, short_size = charts.decimate(steps[:10], steps[:10], y[:10])
+    assert short_x == list(range(1, 11)) and short_stable == 9 and short_size == 1
 
 
 def test_the_status_is_escaped_html_with_its_bold_and_paragraphs():
