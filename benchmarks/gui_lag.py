@@ -7,13 +7,13 @@
 The page is served in this process (`page.build`, as `keras-adaptive-gui` serves it) and
 driven by headless Chromium. Lag: every 0.1 s the benchmark reads the step the status shows
 in the browser, and the step the chart's least advanced loss curve has reached (its last
-point, as the browser holds it); the engine logs when each worker message was sent (time.time()) and the
-furthest step in it, so the worker's own step at that moment is known. Lag in steps is the
-worker's step (its last message sent by then) minus the shown step (status and chart each);
-lag in seconds is how
-long the worker has been ahead of the display: now minus when it sent the first step past
-the one shown (0 while it has sent nothing newer). A worker sends what it did every 0.15 s
-(`worker.FLUSH_SECONDS`), which comes on top. Same machine, same clock.
+point, as the browser holds it); the engine logs when each worker message was sent
+(time.time()) and the furthest step in it, so the worker's own step at that moment is known.
+Lag in steps is the worker's step (its last message sent by then) minus the shown step
+(status and chart each); lag in seconds is how long the worker has been ahead of the display:
+now minus when it sent the first step past the one shown (0 while it has sent nothing newer).
+A worker sends what it did every 0.15 s (`worker.FLUSH_SECONDS`): up to that much more comes
+on top of these figures. Same machine, same clock.
 """
 
 from __future__ import annotations

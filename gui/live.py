@@ -11,8 +11,8 @@ second, outside Gradio's event machinery. An answer holds:
 - `status`: the status as HTML, written into the status's `#live-status` block;
 - `frame`: the chart, either *full*, `{"frame": id, "figure": {...}, "stable": {...}}`,
   drawn with `Plotly.react` when the chart in the browser is not this figure's (the first
-  frame, a new display option, a curve blown up, a series that stopped: anything but new
-  points), or a *cut*, `{"frame": id, "cut": {meta: [k, xs, ys]}, "stable": {...}}`: each
+  frame, a new display option, a curve blown up or stopped, the steps doubling, which
+  doubles the decimation's buckets: anything but new points), or a *cut*, `{"frame": id, "cut": {meta: [k, xs, ys]}, "stable": {...}}`: each
   trace keeps its first k points and gets the new ones after them (`Plotly.redraw`);
 - `done` once the run has ended and is kept (the page's own event then draws its last frame,
   table and downloads through `gr.Plot`), or `gone` for a token no session has.

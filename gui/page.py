@@ -295,6 +295,14 @@ def status_text(comparison: engine.Comparison) -> str:
     return "\n\n".join(lines)
 
 
+def keeping_text(comparison: engine.Comparison) -> str:
+    """The status between a run's end and its last frame (which says "Finished" or "Stopped"
+    with the table and the downloads, once the run is kept)."""
+    reached = max((s.steps[-1] if s.steps else 0) for s in comparison.series)
+    how = "stopped" if comparison.stopped and not comparison.finished_before_stop() else "ended"
+    return f"**Keeping the run**: it {how} at step {reached} of {comparison.total_steps()}; the table follows."
+
+
 def error_text(error: Exception) -> str:
     problems = str(error).splitlines()
     return "**Cannot start the run:**\n\n" + "\n".join(f"- {p}" for p in problems)
@@ -449,9 +457,9 @@ def live_answer(sessions: Sessions, store: history.Store, feed: str, have: str) 
     with comparison.lock:  # never half of a Stop
         if session.saved is not None and session.saved[0] == comparison.run_id:
             return {"done": True}
-        answer: dict[str, Any] = {}
-        if comparison.running:  # once it has ended and is being kept, "Finished" comes with the last frame
-            answer["status"] = live.status_html(status_text(comparison))
+        answer = {
+            "status": live.status_html(status_text(comparison) if comparison.running else keeping_text(comparison))
+        }
         if not live.wants_chart(have) or not any(series.steps for series in comparison.series):
             return answer  # (no steps yet: Train's own frame says it is starting)
         fig = _figure_dict(session, store, session.visitor)
@@ -952,8 +960,8 @@ def _wire_training(
     area.feed.change(None, area.feed, None, js=live.FOLLOW_JS, api_visibility="private")
 
     def finish(visitor: str, request: gr.Request) -> tuple:
-        """The ended run's last frame through `gr.Plot` (every point decimated over the whole
-        run), its table and downloads, the run in Earlier runs; the timers stop."""
+        """The ended run's last frame through `gr.Plot`, its table, downloads and status, the
+        run in Earlier runs; the table's timer stops."""
         session = sessions.get(request)
         comparison = session.comparison
         if comparison is None or session.saved is None or session.saved[0] != comparison.run_id:
