@@ -156,10 +156,10 @@ def _line(
     opacity: float = 1.0,
     markers: bool = False,
     visible: Any = True,
-    stable: tuple | None = None,
+    decimated: tuple | None = None,
 ) -> dict:
-    """One series' line; `stable`: (how many of its first points are final, its bucket size), from
-    `decimate` (by default all are final, one step per point)."""
+    """One series' line; `decimated`: (how many of its first points are final, its bucket size),
+    from `decimate` (by default all are final, one step per point)."""
     return {
         "type": "scatter",
         "mode": "lines+markers" if markers else "lines",
@@ -176,8 +176,8 @@ def _line(
         "xaxis": _axis(axis, "x"),
         "yaxis": _axis(axis, "y"),
         "hovertemplate": f"<b>{name}</b><br>{hover}<extra></extra>",
-        "stable": len(x) if stable is None else stable[0],
-        "bucket": 1 if stable is None else stable[1],
+        "stable": len(x) if decimated is None else decimated[0],
+        "bucket": 1 if decimated is None else decimated[1],
     }
 
 
@@ -211,7 +211,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                 clip_values += s.losses
             legend_done = False
             if facts.is_2d:
-                px, py, *stable = decimate(s.steps, s.xs, s.ys)
+                px, py, *decimated = decimate(s.steps, s.xs, s.ys)
                 data.append(
                     _line(
                         px,
@@ -225,7 +225,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                         legend=True,
                         width=2,
                         visible=visible,
-                        stable=stable,
+                        decimated=decimated,
                     )
                 )
                 if s.xs:
@@ -248,7 +248,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                     )
                 legend_done = True
             if options.smoothing > 0 and len(losses):
-                rx, ry, *stable = decimate(s.steps, x_all, losses)
+                rx, ry, *decimated = decimate(s.steps, x_all, losses)
                 data.append(
                     _line(
                         rx,
@@ -262,11 +262,11 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                         width=1,
                         opacity=0.25,
                         visible=visible,
-                        stable=stable,
+                        decimated=decimated,
                     )
                 )
                 losses = smooth(s.losses, options.smoothing)
-            lx, ly, *stable = decimate(s.steps, x_all, losses)
+            lx, ly, *decimated = decimate(s.steps, x_all, losses)
             data.append(
                 _line(
                     lx,
@@ -279,7 +279,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                     x_hover + "<br>loss %{y:.4g}",
                     legend=not legend_done,
                     visible=visible,
-                    stable=stable,
+                    decimated=decimated,
                 )
             )
             if not facts.is_2d:
@@ -317,7 +317,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                 steps, values = s.stats[stat]
                 keep = [i for i, v in enumerate(values) if v is not None and v > 0]  # a log axis
                 kept = [steps[i] for i in keep]
-                sx, sy, *stable = decimate(kept, _x_of(s, kept, by_time), [values[i] for i in keep])
+                sx, sy, *decimated = decimate(kept, _x_of(s, kept, by_time), [values[i] for i in keep])
                 data.append(
                     _line(
                         sx,
@@ -330,7 +330,7 @@ def figure(runs: list, options: DisplayOptions, title: str = "", note: str = "")
                         x_hover + f"<br>{stat.replace('_', ' ')} %{{y:.4g}}",
                         width=1.3,
                         visible=visible,
-                        stable=stable,
+                        decimated=decimated,
                     )
                 )
     loss_yaxis = layout[f"yaxis{loss_axis if loss_axis > 1 else ''}"]
